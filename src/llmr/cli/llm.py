@@ -1,0 +1,55 @@
+"""`llmr llm score`: use the LLM core directly on a file of (context, continuation) pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from llmr.data.jsonl import DataFileError, read_jsonl, write_jsonl
+from llmr.llm import BACKENDS, DEFAULT_LLM, load_llm
+from llmr.progress import progress_bar
+
+app = typer.Typer(help="Score continuations with a causal LM.", no_args_is_help=True)
+console = Console()
+
+MODEL_HELP = (
+    "Model: an embedded one ('gemma-3-270m', 'smollm2-135m'), a local folder, a .gguf file, or a hub id."
+)
+
+
+def _options(backend: str, dtype: str, batch_tokens: int) -> dict[str, object]:
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"known backends: {', '.join(BACKENDS)}", param_hint="--backend")
+    return {"dtype": dtype, "batch_tokens": batch_tokens} if backend == "hf" else {}
+
+
+@app.command("score")
+def score_cmd(
+    pairs: Path = typer.Argument(..., help="JSONL file, one object per line with 'context' and 'continuation'."),
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL output: each input line plus logprob, n_tokens, "
+                             "mean_logprob."),
+    model: str = typer.Option(DEFAULT_LLM, help=MODEL_HELP),
+    backend: str = typer.Option("hf", help="LLM backend."),
+    dtype: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU supports it), bf16, fp16 or fp32."),
+    batch_tokens: int = typer.Option(8192, help="Token budget of one forward pass (padded length x batch)."),
+    chunk: int = typer.Option(256, help="Pairs handed to the scorer at a time (progress granularity)."),
+) -> None:
+    """log p(continuation | context) for every pair in a file."""
+    rows = list(read_jsonl(pairs))
+    for line, row in enumerate(rows, start=1):
+        for field in ("context", "continuation"):
+            if not isinstance(row.get(field), str):
+                raise DataFileError(pairs, line, field, "missing or not a string")
+    llm = load_llm(model, backend, **_options(backend, dtype, batch_tokens))
+    with progress_bar("pairs") as bar:
+        task = bar.add_task("scoring", total=len(rows))
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            scores = llm.score([r["context"] for r in part], [r["continuation"] for r in part])
+            for row, s in zip(part, scores, strict=True):
+                row.update(logprob=s.logprob, n_tokens=s.n_tokens, mean_logprob=s.mean)
+            bar.advance(task, len(part))
+    write_jsonl(out, rows)
+    console.print(f"scored {len(rows)} pairs with {llm.fingerprint} -> {out}")

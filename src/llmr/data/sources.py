@@ -1,0 +1,119 @@
+"""Where task rows come from. Every source yields rows in the HF schema of the task's dataset.
+
+- a folder laid out as `<dir>/<task>/<split>.jsonl[.gz]` (the offline copy in ../shared/data, or
+  rows you exported yourself);
+- the Hugging Face hub through `datasets` (needs a network or a filled HF cache).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from llmr.data.jsonl import read_jsonl
+from llmr.manifest import file_fingerprint
+from llmr.tasks import Task
+
+SPLITS = ("train", "test")
+
+
+class RowSource(Protocol):
+    def available(self) -> set[str]:
+        """Names of the tasks this source has rows for."""
+
+    def rows(self, task: Task, split: str) -> Iterator[dict[str, Any]]: ...
+
+    def fingerprint(self, task: Task, split: str) -> str: ...
+
+    def location(self, task: Task, split: str) -> str:
+        """Where one task split's rows are read from, for error messages."""
+
+    def describe(self) -> str: ...
+
+
+class DirectorySource:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"task data folder not found: {self.root}")
+
+    def _file(self, task: Task, split: str) -> Path | None:
+        for suffix in (".jsonl.gz", ".jsonl"):
+            path = self.root / task.name / f"{split}{suffix}"
+            if path.is_file():
+                return path
+        return None
+
+    def available(self) -> set[str]:
+        return {p.parent.name for p in self.root.glob("*/train.jsonl*")}
+
+    def rows(self, task: Task, split: str) -> Iterator[dict[str, Any]]:
+        path = self._file(task, split)
+        if path is None:
+            raise FileNotFoundError(f"no {split} rows for task {task.name} under {self.root / task.name}")
+        return read_jsonl(path)
+
+    def fingerprint(self, task: Task, split: str) -> str:
+        path = self._file(task, split)
+        return file_fingerprint(path) if path else "missing"
+
+    def location(self, task: Task, split: str) -> str:
+        return str(self._file(task, split) or self.root / task.name / f"{split}.jsonl.gz")
+
+    def describe(self) -> str:
+        return str(self.root.resolve())
+
+
+class HubSource:
+    """Rows from `datasets.load_dataset(task.hf_dataset, task.hf_config, split=...)`."""
+
+    def available(self) -> set[str]:
+        from llmr.tasks import TASKS
+
+        return set(TASKS)
+
+    def _load(self, task: Task, split: str) -> Any:
+        try:
+            import datasets
+        except ImportError as exc:  # pragma: no cover - datasets is a core dependency
+            raise ImportError("the hub source needs `datasets`: pip install datasets") from exc
+        return datasets.load_dataset(task.hf_dataset, task.hf_config, split=task.hf_splits[split])
+
+    def rows(self, task: Task, split: str) -> Iterator[dict[str, Any]]:
+        return iter(self._load(task, split))
+
+    def fingerprint(self, task: Task, split: str) -> str:
+        ds = self._load(task, split)
+        return f"{self.location(task, split)}@{ds._fingerprint}"
+
+    def location(self, task: Task, split: str) -> str:
+        return f"hf:{task.hf_dataset}/{task.hf_config}/{task.hf_splits[split]}"
+
+    def describe(self) -> str:
+        return "hub"
+
+
+def default_shared_dir() -> Path | None:
+    """The offline task copy: $LLMR_SHARED_DATA, else `shared/data/llmr-tasks` beside a parent folder."""
+    env = os.environ.get("LLMR_SHARED_DATA")
+    if env:
+        return Path(env)
+    for base in (Path.cwd(), *Path.cwd().parents):
+        candidate = base / "shared" / "data" / "llmr-tasks"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def open_source(spec: str) -> RowSource:
+    """`hub`, `shared` (the offline copy), or a folder path."""
+    if spec == "hub":
+        return HubSource()
+    if spec == "shared":
+        found = default_shared_dir()
+        if found is None:
+            raise FileNotFoundError("no shared/data/llmr-tasks folder found; set LLMR_SHARED_DATA or pass a path")
+        return DirectorySource(found)
+    return DirectorySource(spec)

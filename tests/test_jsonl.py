@@ -1,0 +1,97 @@
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from llmr.data.jsonl import DataFileError, read_jsonl, write_json, write_jsonl
+from llmr.data.schema import CandidateList, Passage, Record
+
+
+def _record(i: int = 0, **kw: object) -> dict:
+    return {"query_id": f"t_train_{i}", "query": f"q{i}", "answers": ["A"], "options": ["x", "y"],
+            "task_name": "t", **kw}
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.jsonl.gz"])
+def test_round_trip_plain_and_gzip(tmp_path: Path, name: str) -> None:
+    rows = [Record.model_validate(_record(i)) for i in range(3)]
+    assert write_jsonl(tmp_path / name, rows) == 3
+    assert list(read_jsonl(tmp_path / name, Record)) == rows
+    if name.endswith(".gz"):
+        with gzip.open(tmp_path / name, "rt") as fh:
+            assert json.loads(fh.readline())["query_id"] == "t_train_0"
+
+
+def test_gzip_output_is_byte_identical_across_writes(tmp_path: Path) -> None:
+    rows = [_record(i) for i in range(5)]
+    write_jsonl(tmp_path / "a.jsonl.gz", rows)
+    write_jsonl(tmp_path / "b.jsonl.gz", rows)
+    assert (tmp_path / "a.jsonl.gz").read_bytes() == (tmp_path / "b.jsonl.gz").read_bytes()
+
+
+def test_bad_json_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(_record(0)) + "\n\n{not json\n")
+    with pytest.raises(DataFileError) as err:
+        list(read_jsonl(path, Record))
+    assert err.value.line == 3 and err.value.path == str(path) and "bad.jsonl:3" in str(err.value)
+
+
+def test_missing_field_names_the_field(tmp_path: Path) -> None:
+    bad = _record(1)
+    del bad["answers"]
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(_record(0)) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataFileError) as err:
+        list(read_jsonl(path, Record))
+    assert (err.value.line, err.value.field) == (2, "answers")
+
+
+def test_wrong_type_inside_list_names_the_element(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    row = {**_record(0), "doc_ids": ["1", "2"], "doc_scores": [0.5, "high"]}
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataFileError) as err:
+        list(read_jsonl(path, CandidateList))
+    assert err.value.field == "doc_scores.1"
+
+
+def test_candidate_lengths_must_match(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({**_record(0), "doc_ids": ["1", "2"], "doc_scores": [0.5]}) + "\n")
+    with pytest.raises(DataFileError, match="doc_ids has 2 items but doc_scores has 1"):
+        list(read_jsonl(path, CandidateList))
+
+
+def test_integer_ids_are_read_as_strings() -> None:
+    p = Passage.model_validate({"id": 7, "contents": "a\nb", "task_name": "t"})
+    c = CandidateList.model_validate({**_record(0), "doc_ids": [3, "4"], "doc_scores": [1, 2.5]})
+    assert p.id == "7" and c.doc_ids == ["3", "4"] and c.doc_scores == [1.0, 2.5]
+
+
+def test_extra_fields_are_kept(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "x.jsonl", [Record.model_validate(_record(0, source="kd"))])
+    (row,) = read_jsonl(tmp_path / "x.jsonl")
+    assert row["source"] == "kd"
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl.gz"
+    write_jsonl(path, [_record(0)])
+    before = path.read_bytes()
+
+    def rows():
+        yield _record(1)
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, rows())
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl.gz"]
+
+
+def test_write_json_is_sorted_and_atomic(tmp_path: Path) -> None:
+    write_json(tmp_path / "m.json", {"b": 1, "a": [1, 2]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": [1, 2], "b": 1}
+    assert list(tmp_path.iterdir()) == [tmp_path / "m.json"]
