@@ -24,7 +24,7 @@ def test_released_folder_loads_unchanged() -> None:
     assert cands[0].doc_scores == [12.5, 11.0, 3.25]
     kd = list(data.candidates("kd_bm25_train"))
     assert kd[0].doc_scores[1] == -100.0
-    nq = [r for r in data.records("test") if r.task_name == "natural_questions"][0]
+    nq = next(r for r in data.records("test") if r.task_name == "natural_questions")
     assert nq.answers == ["Leonardo da Vinci", "da Vinci"]
 
 

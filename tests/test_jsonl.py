@@ -9,8 +9,14 @@ from llmr.data.schema import CandidateList, Passage, Record
 
 
 def _record(i: int = 0, **kw: object) -> dict:
-    return {"query_id": f"t_train_{i}", "query": f"q{i}", "answers": ["A"], "options": ["x", "y"],
-            "task_name": "t", **kw}
+    return {
+        "query_id": f"t_train_{i}",
+        "query": f"q{i}",
+        "answers": ["A"],
+        "options": ["x", "y"],
+        "task_name": "t",
+        **kw,
+    }
 
 
 @pytest.mark.parametrize("name", ["rows.jsonl", "rows.jsonl.gz"])

@@ -138,8 +138,7 @@ CASES: list[tuple[str, dict[str, Any], str, list[str], list[str]]] = [
     (
         "rte",
         {"premise": "Dana Reeve died.", "hypothesis": "Dana Reeve is alive.", "idx": 0, "label": 1},
-        'Dana Reeve died. Based on the paragraph above can we conclude that "Dana Reeve is alive."? '
-        "Yes or No?",
+        'Dana Reeve died. Based on the paragraph above can we conclude that "Dana Reeve is alive."? Yes or No?',
         ["No"],
         [""],
     ),
@@ -318,8 +317,7 @@ CASES: list[tuple[str, dict[str, Any], str, list[str], list[str]]] = [
             "target": "Mars Hill College joined in 1973.",
             "references": [],
         },
-        "Triple: Mars Hill College, JOINED, 1973; , , Colleges "
-        "What is a sentence that describes this triple?",
+        "Triple: Mars Hill College, JOINED, 1973; , , Colleges What is a sentence that describes this triple?",
         ["Mars Hill College joined in 1973."],
         [""],
     ),
@@ -423,9 +421,7 @@ def test_every_task_has_a_hand_written_case() -> None:
 
 
 @pytest.mark.parametrize(("name", "row", "query", "answers", "options"), CASES, ids=[c[0] for c in CASES])
-def test_template_zero(
-    name: str, row: dict[str, Any], query: str, answers: list[str], options: list[str]
-) -> None:
+def test_template_zero(name: str, row: dict[str, Any], query: str, answers: list[str], options: list[str]) -> None:
     record = TASKS[name].to_record(row, "x_0")
     assert record == {
         "query_id": "x_0",

@@ -37,8 +37,13 @@ def build_cmd(
     """Write passages.jsonl.gz (the pool: every task's train rows), train.jsonl.gz, test.jsonl.gz and a manifest."""
     row_source = open_source(source)
     chosen = resolve_tasks(tasks, available=row_source.available())
-    config = BuildConfig(tasks=tuple(t.name for t in chosen), source=row_source.describe(),
-                         max_train=max_train or None, max_test=max_test or None, seed=seed)
+    config = BuildConfig(
+        tasks=tuple(t.name for t in chosen),
+        source=row_source.describe(),
+        max_train=max_train or None,
+        max_test=max_test or None,
+        seed=seed,
+    )
     with console.status(f"building {len(chosen)} tasks from {row_source.describe()}"):
         counts = build(row_source, chosen, out, config)
     table = Table(title=f"{out}: {len(counts)} tasks")

@@ -14,9 +14,7 @@ from llmr.progress import progress_bar
 app = typer.Typer(help="Score continuations with a causal LM.", no_args_is_help=True)
 console = Console()
 
-MODEL_HELP = (
-    "Model: an embedded one ('gemma-3-270m', 'smollm2-135m'), a local folder, a .gguf file, or a hub id."
-)
+MODEL_HELP = "Model: an embedded one ('gemma-3-270m', 'smollm2-135m'), a local folder, a .gguf file, or a hub id."
 
 
 def _options(backend: str, dtype: str, batch_tokens: int) -> dict[str, object]:
@@ -28,8 +26,9 @@ def _options(backend: str, dtype: str, batch_tokens: int) -> dict[str, object]:
 @app.command("score")
 def score_cmd(
     pairs: Path = typer.Argument(..., help="JSONL file, one object per line with 'context' and 'continuation'."),
-    out: Path = typer.Option(..., "--out", "-o", help="JSONL output: each input line plus logprob, n_tokens, "
-                             "mean_logprob."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="JSONL output: each input line plus logprob, n_tokens, mean_logprob."
+    ),
     model: str = typer.Option(DEFAULT_LLM, help=MODEL_HELP),
     backend: str = typer.Option("hf", help="LLM backend."),
     dtype: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU supports it), bf16, fp16 or fp32."),

@@ -23,8 +23,14 @@ def list_tasks(
     for task in TASKS.values():
         if category and task.category.lower() != category.lower():
             continue
-        table.add_row(task.name, task.category, task.metric, task.mode, "yes" if task.held_out else "",
-                      ", ".join(task.label_words))
+        table.add_row(
+            task.name,
+            task.category,
+            task.metric,
+            task.mode,
+            "yes" if task.held_out else "",
+            ", ".join(task.label_words),
+        )
     console.print(table)
 
 

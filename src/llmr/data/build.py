@@ -16,7 +16,7 @@ from typing import Any
 
 from llmr.data.jsonl import DataFileError, write_jsonl
 from llmr.data.schema import Passage, Record
-from llmr.data.sources import RowSource
+from llmr.data.sources import SPLITS, RowSource
 from llmr.manifest import write_manifest
 from llmr.tasks import RowError, Task
 
@@ -58,8 +58,9 @@ def sample(records: list[Record], cap: int | None, seed: int, key: str) -> list[
 
 
 def pool_item(task: Task, record: Record) -> Passage:
-    return Passage(id=record.query_id, contents=f"{record.query}\n{task.answer_text(record.model_dump())}",
-                   task_name=task.name)
+    return Passage(
+        id=record.query_id, contents=f"{record.query}\n{task.answer_text(record.model_dump())}", task_name=task.name
+    )
 
 
 def build(source: RowSource, tasks: Sequence[Task], out_dir: Path | str, config: BuildConfig) -> dict[str, Any]:
@@ -74,19 +75,31 @@ def build(source: RowSource, tasks: Sequence[Task], out_dir: Path | str, config:
     for task in tasks:
         if task.name not in available:
             raise FileNotFoundError(f"source {source.describe()} has no rows for task {task.name}")
-        train_all = list(task_records(source, task, "train"))
+        train_all = list(task_records(source, task, "train")) if source.has(task, "train") else []
         passages.extend(pool_item(task, r) for r in train_all)
         task_train = [] if task.held_out else sample(train_all, config.max_train, config.seed, f"{task.name}:train")
-        task_test = sample(list(task_records(source, task, "test")), config.max_test, config.seed, f"{task.name}:test")
+        task_test = []
+        if source.has(task, "test"):
+            task_test = sample(
+                list(task_records(source, task, "test")), config.max_test, config.seed, f"{task.name}:test"
+            )
         train.extend(task_train)
         test.extend(task_test)
         counts[task.name] = {"pool": len(train_all), "train": len(task_train), "test": len(task_test)}
-        for split in ("train", "test"):
-            fingerprints[f"{task.name}/{split}"] = source.fingerprint(task, split)
+        for split in SPLITS:
+            if source.has(task, split):
+                fingerprints[f"{task.name}/{split}"] = source.fingerprint(task, split)
         log.info("%s: pool %d, train %d, test %d", task.name, len(train_all), len(task_train), len(task_test))
     outputs = [out_dir / "passages.jsonl.gz", out_dir / "train.jsonl.gz", out_dir / "test.jsonl.gz"]
     for path, rows in zip(outputs, (passages, train, test), strict=True):
         write_jsonl(path, rows)
-    write_manifest(out_dir, "data.build", asdict(config), inputs=fingerprints, outputs=outputs,
-                   source=source.describe(), counts=counts)
+    write_manifest(
+        out_dir,
+        "data.build",
+        asdict(config),
+        inputs=fingerprints,
+        outputs=outputs,
+        source=source.describe(),
+        counts=counts,
+    )
     return counts

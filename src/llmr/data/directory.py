@@ -1,7 +1,7 @@
 """A data folder in the LLM-R layout: what `llmr data build` writes and what the authors released.
 
-    passages.jsonl.gz   pool items          train.jsonl.gz / test.jsonl.gz   records
-    bm25_train.jsonl.gz, kd_*.jsonl.gz      candidate lists (a record + doc_ids, doc_scores)
+passages.jsonl.gz   pool items          train.jsonl.gz / test.jsonl.gz   records
+bm25_train.jsonl.gz, kd_*.jsonl.gz      candidate lists (a record + doc_ids, doc_scores)
 """
 
 from __future__ import annotations

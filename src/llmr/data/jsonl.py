@@ -24,6 +24,17 @@ class DataFileError(ValueError):
         super().__init__(f"{path}:{line}: field {field!r}: {message}")
 
 
+def _temp_beside(path: Path) -> Path:
+    """A temp file in the target's folder (so the final rename is atomic), with normal permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+    return Path(tmp)
+
+
 def _open_text(path: Path, mode: str) -> IO[str]:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8")
@@ -44,7 +55,9 @@ def read_jsonl(path: Path | str, model: type[M] | None = None) -> Iterator[dict[
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataFileError(path, lineno, "<json>", f"not valid JSON ({exc.msg} at column {exc.colno})")
+                raise DataFileError(
+                    path, lineno, "<json>", f"not valid JSON ({exc.msg} at column {exc.colno})"
+                ) from None
             if not isinstance(obj, dict):
                 raise DataFileError(path, lineno, "<json>", f"expected a JSON object, got {type(obj).__name__}")
             if model is None:
@@ -61,10 +74,7 @@ def read_jsonl(path: Path | str, model: type[M] | None = None) -> Iterator[dict[
 def write_jsonl(path: Path | str, rows: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Write rows atomically (temp file in the same folder, then rename). Returns the row count."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_beside(path)
     count = 0
     try:
         with open(tmp_path, "wb") as raw:
@@ -85,13 +95,12 @@ def write_jsonl(path: Path | str, rows: Iterable[BaseModel | dict[str, Any]]) ->
 def write_json(path: Path | str, obj: Any) -> None:
     """Atomically write one JSON document (manifests, reports)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_beside(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2, ensure_ascii=False, sort_keys=True)
             fh.write("\n")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

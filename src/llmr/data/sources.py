@@ -23,6 +23,9 @@ class RowSource(Protocol):
     def available(self) -> set[str]:
         """Names of the tasks this source has rows for."""
 
+    def has(self, task: Task, split: str) -> bool:
+        """Whether the task has this split here (wsc273, for one, has no train split)."""
+
     def rows(self, task: Task, split: str) -> Iterator[dict[str, Any]]: ...
 
     def fingerprint(self, task: Task, split: str) -> str: ...
@@ -47,7 +50,10 @@ class DirectorySource:
         return None
 
     def available(self) -> set[str]:
-        return {p.parent.name for p in self.root.glob("*/train.jsonl*")}
+        return {p.parent.name for split in SPLITS for p in self.root.glob(f"*/{split}.jsonl*")}
+
+    def has(self, task: Task, split: str) -> bool:
+        return self._file(task, split) is not None
 
     def rows(self, task: Task, split: str) -> Iterator[dict[str, Any]]:
         path = self._file(task, split)
@@ -73,6 +79,9 @@ class HubSource:
         from llmr.tasks import TASKS
 
         return set(TASKS)
+
+    def has(self, task: Task, split: str) -> bool:
+        return split in task.hf_splits
 
     def _load(self, task: Task, split: str) -> Any:
         try:
@@ -107,11 +116,17 @@ def default_shared_dir() -> Path | None:
     return None
 
 
+SAMPLES_DIR = Path(__file__).parent / "samples"  # a few hand-written rows of four tasks
+
+
 def open_source(spec: str) -> RowSource:
-    """`hub`, `shared` (the offline copy), or a folder path."""
+    """`hub`, `shared` (the offline copy), `samples` (shipped with llmr), `auto` (shared if found,
+    else samples), or a folder path."""
     if spec == "hub":
         return HubSource()
-    if spec == "shared":
+    if spec == "samples" or (spec == "auto" and default_shared_dir() is None):
+        return DirectorySource(SAMPLES_DIR)
+    if spec in ("shared", "auto"):
         found = default_shared_dir()
         if found is None:
             raise FileNotFoundError("no shared/data/llmr-tasks folder found; set LLMR_SHARED_DATA or pass a path")

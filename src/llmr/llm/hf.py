@@ -82,7 +82,7 @@ class HFCausalLM(LLM):
         for i in order:
             # The first item of a batch is its longest: it sets the padded width.
             width = lengths[batch[0]] if batch else lengths[i]
-            if batch and (len(batch) + 1) * width > self.batch_tokens or len(batch) == self.max_batch_size:
+            if (batch and (len(batch) + 1) * width > self.batch_tokens) or len(batch) == self.max_batch_size:
                 yield batch
                 batch = []
             batch.append(i)
@@ -134,8 +134,10 @@ class HFCausalLM(LLM):
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: str | None = "\n") -> list[str]:
-        seqs = [self._prefix + ids[-(self.max_length - max_new_tokens - len(self._prefix)) :]
-                for ids in self._encode(prompts)]
+        seqs = [
+            self._prefix + ids[-(self.max_length - max_new_tokens - len(self._prefix)) :]
+            for ids in self._encode(prompts)
+        ]
         out: list[str] = [""] * len(seqs)
         extra = {"stop_strings": [stop], "tokenizer": self.tokenizer} if stop else {}
         for batch in self._batches([len(s) + max_new_tokens for s in seqs]):

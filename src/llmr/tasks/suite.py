@@ -53,9 +53,7 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-def _classify(
-    words: tuple[str, ...], fields: Mapping[str, str], clean: Callable[[str], str] = str
-) -> Prepare:
+def _classify(words: tuple[str, ...], fields: Mapping[str, str], clean: Callable[[str], str] = str) -> Prepare:
     """Template field <- row key, answer = words[label]; `clean` is applied to every field."""
 
     def prepare(row: Row) -> Prepared:
@@ -219,8 +217,7 @@ def _splits(test: str, train: str | None = "train") -> dict[str, str]:
 _GLUE = "nyu-mll/glue"
 _SUPER_GLUE = "aps/super_glue"
 _MNLI_TEMPLATE = (
-    'Premise: "{premise}" Hypothesis: "{hypothesis}" '
-    "Does the premise entail the hypothesis? Yes, No, or Maybe?"
+    'Premise: "{premise}" Hypothesis: "{hypothesis}" Does the premise entail the hypothesis? Yes, No, or Maybe?'
 )
 
 NATURAL_QUESTIONS = Task(
@@ -437,8 +434,7 @@ MULTIRC = Task(
     metric="f1",
     mode="cls",
     template=(
-        '{paragraph} Question: "{question}" Response: "{response}" '
-        "Does the response correctly answer the question?"
+        '{paragraph} Question: "{question}" Response: "{response}" Does the response correctly answer the question?'
     ),
     prepare=_classify(NO_YES, {"paragraph": "paragraph", "question": "question", "response": "answer"}),
     label_words=NO_YES,

@@ -1,0 +1,105 @@
+"""The `llmr` command line, run in-process as a user would type it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ["COLUMNS"] = "200"  # rich tables at full width, before the CLI's consoles exist
+
+import pytest
+from typer.testing import CliRunner
+
+from llmr.cli import app
+from llmr.data.directory import DataDir
+
+runner = CliRunner()
+RELEASED = Path(__file__).parent / "fixtures" / "released"
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_tasks_list_shows_30_tasks_in_9_categories() -> None:
+    out = run("tasks", "list")
+    assert "30 LLM-R tasks in 9 categories" in out
+    for name in ("natural_questions", "ag_news", "wsc273", "yelp", "gigaword"):
+        assert name in out
+    yelp_line = next(line for line in out.splitlines() if " yelp " in line)
+    assert "Sentiment" in yelp_line and "accuracy" in yelp_line and "cls" in yelp_line and "yes" in yelp_line
+    squad_line = next(line for line in out.splitlines() if "squad_v1" in line)
+    assert "em_f1" in squad_line and "gen" in squad_line
+
+
+def test_tasks_list_by_category() -> None:
+    out = run("tasks", "list", "--category", "nli")
+    assert "rte" in out and "snli" in out and "sst2" not in out
+
+
+def test_tasks_show_and_unknown_task() -> None:
+    out = run("tasks", "show", "sst2")
+    assert "Negative, Positive" in out and "Is this movie review sentence negative or positive?" in out
+    result = runner.invoke(app, ["tasks", "show", "nope"])
+    assert result.exit_code != 0 and "unknown task 'nope'" in result.output
+
+
+def test_help_explains_every_option() -> None:
+    for cmd in (["data", "build"], ["llm", "score"], ["tasks", "list"], ["demo"]):
+        out = run(*cmd, "--help")
+        assert "--help" in out
+    out = run("data", "build", "--help")
+    for option in ("--source", "--tasks", "--max-train", "--max-test", "--seed", "--out"):
+        assert option in out
+
+
+def test_data_build_then_inspect(tmp_path: Path) -> None:
+    out = run(
+        "data", "build", "--source", "samples", "--tasks", "sst2,copa", "--out", str(tmp_path), "--max-train", "4"
+    )
+    assert "sst2" in out and "copa" in out
+    counts = DataDir(tmp_path).validate()
+    assert counts == {"passages": 14, "train": 8, "test": 4}
+    inspected = run("data", "inspect", str(tmp_path))
+    assert "passages" in inspected and "14" in inspected
+
+
+def test_data_inspect_released_fixture() -> None:
+    out = run("data", "inspect", str(RELEASED))
+    assert "bm25_train" in out and "kd_bm25_train" in out
+
+
+def test_data_build_unknown_task_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "build", "--source", "samples", "--tasks", "sst3", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "unknown task or category 'sst3'" in str(result.exception)
+
+
+def test_llm_score_file(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {"id": 1, "context": "The capital of France is", "continuation": " Paris"},
+        {"id": 2, "context": "The capital of France is", "continuation": " Berlin"},
+    ]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out_path = tmp_path / "scores.jsonl"
+    run("llm", "score", str(pairs), "--out", str(out_path), "--dtype", "fp32")
+    scored = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert [s["id"] for s in scored] == [1, 2]
+    assert scored[0]["logprob"] > scored[1]["logprob"] and scored[0]["n_tokens"] == 1
+    assert scored[0]["mean_logprob"] == pytest.approx(scored[0]["logprob"])
+
+
+def test_llm_score_bad_line_names_line_and_field(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"context": "a", "continuation": "b"}) + "\n" + json.dumps({"context": "a"}) + "\n")
+    result = runner.invoke(app, ["llm", "score", str(pairs), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code != 0 and "pairs.jsonl:2: field 'continuation'" in str(result.exception)
+
+
+def test_demo_runs_on_samples(tmp_path: Path) -> None:
+    out = run("demo", "--source", "samples", "--out", str(tmp_path), "--candidates", "3")
+    assert "LLM feedback" in out and "zero-shot" in out and "prediction:" in out
+    assert (tmp_path / "data" / "manifest.json").exists()

@@ -1,0 +1,137 @@
+"""The transformers backend with the real embedded Gemma-3-270M (and SmolLM2-135M)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmr.llm import load_llm
+from llmr.llm.base import LLM, Score
+
+CONTEXTS = [
+    "The capital of France is",
+    'Review: "a stirring, funny and moving film" Is this movie review sentence negative or positive?\n',
+    "one two three four five six seven eight nine ten " * 6 + "eleven",
+    "Q: What colour is the sky on a clear day?\nA:",
+]
+CONTINUATIONS = [" Paris", "Positive", " twelve", " The sky is blue, because of Rayleigh scattering."]
+
+
+@pytest.fixture(scope="module")
+def gemma_fp32() -> LLM:
+    return load_llm("gemma-3-270m", dtype="fp32")
+
+
+@pytest.fixture(scope="module")
+def gemma_bf16() -> LLM:
+    return load_llm("gemma-3-270m", dtype="bf16")
+
+
+def naive_scores(llm, contexts, continuations) -> list[float]:
+    """Reference: one sequence at a time, full logits, no tricks."""
+    out = []
+    for ctx, cont in zip(contexts, continuations, strict=True):
+        ctx_ids = llm._prefix + llm.tokenizer(ctx, add_special_tokens=False)["input_ids"]
+        cont_ids = llm.tokenizer(cont, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([ctx_ids + cont_ids])
+        with torch.inference_mode():
+            logits = llm.model(input_ids=ids).logits.float()[0]
+        lp = torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+        out.append(float(lp[-len(cont_ids) :].sum()))
+    return out
+
+
+def test_batched_equals_naive_fp32(gemma_fp32: LLM) -> None:
+    batched = gemma_fp32.score(CONTEXTS, CONTINUATIONS)
+    reference = naive_scores(gemma_fp32, CONTEXTS, CONTINUATIONS)
+    assert [s.n_tokens for s in batched] == [1, 1, 1, len(gemma_fp32.tokenizer(CONTINUATIONS[3])["input_ids"]) - 1]
+    for got, want in zip(batched, reference, strict=True):
+        assert got.logprob == pytest.approx(want, abs=1e-3)
+
+
+def test_batched_equals_one_at_a_time_bf16(gemma_bf16: LLM) -> None:
+    batched = gemma_bf16.score(CONTEXTS, CONTINUATIONS)
+    single = [gemma_bf16.score([c], [a])[0] for c, a in zip(CONTEXTS, CONTINUATIONS, strict=True)]
+    for got, want in zip(batched, single, strict=True):
+        assert got.n_tokens == want.n_tokens
+        # bf16 rounding depends on the padded width; measured: up to ~0.1 nats summed.
+        assert got.logprob == pytest.approx(want.logprob, abs=0.25)
+
+
+def test_order_of_pairs_does_not_change_scores(gemma_fp32: LLM) -> None:
+    forward = gemma_fp32.score(CONTEXTS, CONTINUATIONS)
+    backward = gemma_fp32.score(CONTEXTS[::-1], CONTINUATIONS[::-1])[::-1]
+    for a, b in zip(forward, backward, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-3)
+
+
+def test_small_token_budget_gives_same_scores(gemma_fp32: LLM) -> None:
+    full = gemma_fp32.score(CONTEXTS, CONTINUATIONS)
+    gemma_fp32.batch_tokens = 16  # forces one sequence per forward pass
+    try:
+        tiny = gemma_fp32.score(CONTEXTS, CONTINUATIONS)
+    finally:
+        gemma_fp32.batch_tokens = 8192
+    for a, b in zip(full, tiny, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-3)
+
+
+def test_right_answer_outscores_wrong(gemma_bf16: LLM) -> None:
+    paris, berlin = gemma_bf16.score(["The capital of France is"] * 2, [" Paris", " Berlin"])
+    assert paris.logprob > berlin.logprob
+    demo = 'Review: "wonderful, a joy to watch" Is this movie review sentence negative or positive?\nPositive\n\n'
+    query = 'Review: "boring, ugly and far too long" Is this movie review sentence negative or positive?\n'
+    neg, pos = gemma_bf16.rank_options(
+        demo.replace("Positive", "Negative").replace("wonderful, a joy to watch", "awful, a waste of time") + query,
+        ["Negative", "Positive"],
+    )
+    assert neg > pos
+
+
+def test_long_context_is_cut_from_the_left(gemma_fp32: LLM) -> None:
+    gemma_fp32.max_length = 12
+    try:
+        (s,) = gemma_fp32.score(["word " * 100], [" end of it"])
+    finally:
+        gemma_fp32.max_length = 2048
+    assert s.n_tokens == 3 and s.logprob < 0
+
+
+def test_bad_inputs_raise(gemma_fp32: LLM) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        gemma_fp32.score(["a"], [""])
+    with pytest.raises(ValueError, match="2 contexts but 1"):
+        gemma_fp32.score(["a", "b"], ["c"])
+    assert gemma_fp32.score([], []) == []
+
+
+def test_generate_is_greedy_and_stops_at_newline(gemma_bf16: LLM) -> None:
+    prompts = ["Q: What is the capital of France?\nA: Paris\n\nQ: What is the capital of Italy?\nA:", "1, 2, 3, 4,"]
+    out = gemma_bf16.generate(prompts, max_new_tokens=12)
+    assert "Rome" in out[0] and "\n" not in out[0]
+    assert out[1].startswith(" 5")
+    assert gemma_bf16.generate(prompts, max_new_tokens=12) == out  # deterministic
+    assert gemma_bf16.generate(prompts[:1], max_new_tokens=12) == out[:1]  # batch-independent
+
+
+def test_fingerprint_names_model_and_dtype(gemma_fp32: LLM, gemma_bf16: LLM) -> None:
+    assert "gemma-3-270m" in gemma_fp32.fingerprint and gemma_fp32.fingerprint.endswith("float32")
+    assert gemma_bf16.fingerprint != gemma_fp32.fingerprint
+
+
+def test_score_mean() -> None:
+    assert Score(-6.0, 3).mean == -2.0
+
+
+def test_smollm2_scores_without_bos() -> None:
+    llm = load_llm("smollm2-135m", dtype="fp32")
+    assert llm._prefix == []  # SmolLM2 is trained without BOS
+    paris, berlin = llm.score(["The capital of France is"] * 2, [" Paris", " Berlin"])
+    assert paris.logprob > berlin.logprob
+    (single,) = llm.score(["The capital of France is"], [" Paris"])
+    assert single.logprob == pytest.approx(paris.logprob, abs=1e-3)
+
+
+def test_unknown_backend_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown LLM backend 'nope'; known: hf"):
+        load_llm("gemma-3-270m", backend="nope")
