@@ -41,16 +41,36 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def manifest_path(output: Path | str) -> Path:
+    """The manifest beside an output: a folder's manifest.json, or <name>.manifest.json beside a file."""
+    output = Path(output)
+    if output.is_dir() or not output.suffix:
+        return output / "manifest.json"
+    return output.with_name(output.name.split(".")[0] + ".manifest.json")
+
+
+def is_up_to_date(output: Path | str, config: Mapping[str, Any], inputs: Mapping[str, str]) -> bool:
+    """True when `output` exists and was made from this config and these inputs (by their fingerprints)."""
+    path = manifest_path(output)
+    if not Path(output).exists() or not path.exists():
+        return False
+    try:
+        made = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return made.get("config_hash") == config_hash(config) and made.get("inputs") == dict(inputs)
+
+
 def write_manifest(
-    out_dir: Path | str,
+    path: Path | str,
     stage: str,
     config: Mapping[str, Any],
     inputs: Mapping[str, str] | None = None,
     outputs: list[Path] | None = None,
     **extra: Any,
 ) -> Path:
-    """Write `<out_dir>/manifest.json` for one stage run."""
-    path = Path(out_dir) / "manifest.json"
+    """Write the manifest of one stage run to `path` (see `manifest_path`)."""
+    path = Path(path)
     write_json(
         path,
         {

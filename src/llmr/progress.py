@@ -27,13 +27,27 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="progress.data.speed")
 
 
-def progress_bar(unit: str = "items", console: Console | None = None) -> Progress:
+class FieldRateColumn(ProgressColumn):
+    """Rate of a counter kept in the task's fields (e.g. tokens), over the task's elapsed time."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def render(self, task: Task) -> Text:
+        count, elapsed = task.fields.get(self.field, 0), task.elapsed or 0
+        return Text(f"{count / elapsed:,.0f} {self.field}/s" if count and elapsed else "", style="progress.data.speed")
+
+
+def progress_bar(unit: str = "items", console: Console | None = None, extra_rate: str | None = None) -> Progress:
+    """A bar with done/total, %, rate of `unit`, optional rate of a field (`bar.update(t, **{field: n})`), ETA."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
         RateColumn(unit),
+        *([FieldRateColumn(extra_rate)] if extra_rate else []),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),

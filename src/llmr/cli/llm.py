@@ -17,7 +17,10 @@ console = Console()
 MODEL_HELP = "Model: an embedded one ('gemma-3-270m', 'smollm2-135m'), a local folder, a .gguf file, or a hub id."
 
 
-def _options(backend: str, dtype: str, batch_tokens: int) -> dict[str, object]:
+DTYPE_HELP = "auto (bf16 where the CPU/GPU supports it), bf16, fp16 or fp32."
+
+
+def backend_options(backend: str, dtype: str, batch_tokens: int) -> dict[str, object]:
     if backend not in BACKENDS:
         raise typer.BadParameter(f"known backends: {', '.join(BACKENDS)}", param_hint="--backend")
     return {"dtype": dtype, "batch_tokens": batch_tokens} if backend == "hf" else {}
@@ -31,7 +34,7 @@ def score_cmd(
     ),
     model: str = typer.Option(DEFAULT_LLM, help=MODEL_HELP),
     backend: str = typer.Option("hf", help="LLM backend."),
-    dtype: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU supports it), bf16, fp16 or fp32."),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
     batch_tokens: int = typer.Option(8192, help="Token budget of one forward pass (padded length x batch)."),
     chunk: int = typer.Option(256, help="Pairs handed to the scorer at a time (progress granularity)."),
 ) -> None:
@@ -41,7 +44,7 @@ def score_cmd(
         for field in ("context", "continuation"):
             if not isinstance(row.get(field), str):
                 raise DataFileError(pairs, line, field, "missing or not a string")
-    llm = load_llm(model, backend, **_options(backend, dtype, batch_tokens))
+    llm = load_llm(model, backend, **backend_options(backend, dtype, batch_tokens))
     with progress_bar("pairs") as bar:
         task = bar.add_task("scoring", total=len(rows))
         for start in range(0, len(rows), chunk):

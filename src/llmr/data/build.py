@@ -94,7 +94,7 @@ def build(source: RowSource, tasks: Sequence[Task], out_dir: Path | str, config:
     for path, rows in zip(outputs, (passages, train, test), strict=True):
         write_jsonl(path, rows)
     write_manifest(
-        out_dir,
+        out_dir / "manifest.json",
         "data.build",
         asdict(config),
         inputs=fingerprints,

@@ -21,6 +21,8 @@ class LLM(ABC):
 
     #: identifies the weights and numerics (model, revision, dtype): part of every cache key
     fingerprint: str
+    #: tokens run through the model so far (context + continuation), for throughput reports
+    tokens_processed: int = 0
 
     @abstractmethod
     def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
@@ -29,6 +31,10 @@ class LLM(ABC):
     @abstractmethod
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: str | None = "\n") -> list[str]:
         """Greedy continuation of each prompt, cut before the first `stop`."""
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text, as this model counts them (backends without a local tokenizer estimate)."""
+        return [max(1, len(t.encode()) // 4) for t in texts]
 
     def rank_options(self, context: str, options: Sequence[str]) -> list[float]:
         """Mean token log-prob of each option after the same context (higher is better)."""

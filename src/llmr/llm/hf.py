@@ -75,6 +75,9 @@ class HFCausalLM(LLM):
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(self._prefix) + len(ids) for ids in self._encode(texts)] if texts else []
+
     def _batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
         """Indices grouped longest first, each group within the token budget."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -124,6 +127,7 @@ class HFCausalLM(LLM):
             n_cont = [len(cont_ids[i]) for i in batch]
             keep = max(n_cont) + 1
             inputs = self._left_padded([seqs[i] for i in batch])
+            self.tokens_processed += sum(len(seqs[i]) for i in batch)
             logits = self.model(**inputs, logits_to_keep=keep).logits.float()  # (B, keep, V)
             logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # position t predicts token t+1
             targets = inputs["input_ids"][:, -(keep - 1) :]

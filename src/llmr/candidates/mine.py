@@ -1,0 +1,86 @@
+"""Mine candidate examples for queries: top-N pool items per query, never the query's own item.
+
+Scopes (the paper searches the unified pool and keeps same-task items first):
+- "task":    only pool items of the query's task;
+- "unified": the whole pool, same-task items moved ahead of the others (each group keeps its order).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+
+from llmr.data.schema import CandidateList, Passage, Record
+from llmr.tasks import TASKS
+
+Scope = Literal["task", "unified"]
+
+
+class Retriever(Protocol):
+    config: dict
+
+    def search(
+        self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def own_contents(record: Record) -> str:
+    """The pool item this record would be (query + "\\n" + answer text)."""
+    task = TASKS.get(record.task_name)
+    answer = task.answer_text(record.model_dump()) if task else record.answers[0]
+    return f"{record.query}\n{answer}"
+
+
+def mine_candidates(
+    records: Sequence[Record],
+    passages: Sequence[Passage],
+    retriever: Retriever,
+    top_n: int = 100,
+    scope: Scope = "unified",
+    batch_size: int = 512,
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[CandidateList]:
+    """Yield one candidate list per record, in input order."""
+    if scope not in ("task", "unified"):
+        raise ValueError(f"scope must be 'task' or 'unified', not {scope!r}")
+    tasks = np.array([p.task_name for p in passages])
+    by_contents: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(passages):
+        by_contents[p.contents].append(i)
+    index_of_id = {p.id: i for i, p in enumerate(passages)}
+    masks: dict[str, np.ndarray] = {}
+    # Ask for extra hits so dropping the query's own item(s) still leaves top_n.
+    k = top_n + 8 if scope == "task" else min(len(passages), 4 * top_n + 8)
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        results: list[CandidateList | None] = [None] * len(batch)
+        groups: dict[str | None, list[int]] = defaultdict(list)
+        for j, rec in enumerate(batch):
+            groups[rec.task_name if scope == "task" else None].append(j)
+        for task, members in groups.items():
+            allowed = None
+            if task is not None:
+                allowed = masks.setdefault(task, tasks == task)
+            docs, scores = retriever.search([batch[j].query for j in members], k, allowed)
+            for row, j in enumerate(members):
+                rec = batch[j]
+                own = set(by_contents.get(own_contents(rec), []))
+                if rec.query_id in index_of_id:
+                    own.add(index_of_id[rec.query_id])
+                hits = [(int(d), float(s)) for d, s in zip(docs[row], scores[row], strict=True) if int(d) not in own]
+                if task is not None:
+                    hits = [h for h in hits if tasks[h[0]] == task]
+                else:  # same task first, stable
+                    hits.sort(key=lambda h: tasks[h[0]] != rec.task_name)
+                hits = hits[:top_n]
+                results[j] = CandidateList(
+                    **rec.model_dump(),
+                    doc_ids=[passages[d].id for d, _ in hits],
+                    doc_scores=[s for _, s in hits],
+                )
+        if on_batch:
+            on_batch(len(batch))
+        yield from results  # type: ignore[misc]

@@ -1,0 +1,80 @@
+"""`llmr candidates`: top-N pool items per query (BM25 now; a trained retriever later)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from llmr.candidates import BM25Retriever, mine_candidates
+from llmr.data.build import sample
+from llmr.data.directory import DataDir
+from llmr.data.jsonl import write_jsonl
+from llmr.data.schema import Record
+from llmr.manifest import file_fingerprint, is_up_to_date, manifest_path, write_manifest
+from llmr.progress import progress_bar
+from llmr.tasks import resolve_tasks
+
+console = Console()
+
+
+def select_records(records: list[Record], tasks: str | None, max_per_task: int, seed: int) -> list[Record]:
+    """Records of the chosen tasks, at most `max_per_task` of each (seeded sample, source order; 0 = all)."""
+    by_task: dict[str, list[Record]] = {}
+    for r in records:
+        by_task.setdefault(r.task_name, []).append(r)
+    names = [t.name for t in resolve_tasks(tasks, available=set(by_task))] if tasks else list(by_task)
+    return [r for n in names for r in sample(by_task.get(n, []), max_per_task or None, seed, f"{n}:select")]
+
+
+def candidates(
+    data: Path = typer.Option(Path("runs/data"), help="Data folder with passages and the query split."),
+    out: Path = typer.Option(..., "--out", "-o", help="Candidate-list file to write (.jsonl or .jsonl.gz)."),
+    split: str = typer.Option("train", help="Which records to mine for: train or test."),
+    retriever: str = typer.Option("bm25", help="bm25 (a trained dense retriever comes with the training stage)."),
+    top_n: int = typer.Option(100, help="Candidates kept per query."),
+    scope: str = typer.Option(
+        "unified",
+        help="'unified': search the whole pool, same-task items first (the paper); 'task': only the query's task.",
+    ),
+    tasks: str = typer.Option(None, help="Only these tasks (names, categories, 'all')."),
+    max_per_task: int = typer.Option(0, help="At most N queries of each task, a seeded sample (0 = all)."),
+    seed: int = typer.Option(42, help="Seed of the per-task sample."),
+    threads: int = typer.Option(0, help="BM25 search threads (0 = one)."),
+    force: bool = typer.Option(False, help="Redo even when the output matches this config and inputs."),
+) -> None:
+    """For each query, the top-N pool items (never the query's own item), as a candidate-list file."""
+    if retriever != "bm25":
+        raise typer.BadParameter("only 'bm25' is available yet", param_hint="--retriever")
+    folder = DataDir(data)
+    inputs = {name: file_fingerprint(folder.path(name)) for name in ("passages", split)}
+    config = {
+        "stage": "candidates",
+        "split": split,
+        "retriever": retriever,
+        "top_n": top_n,
+        "scope": scope,
+        "tasks": tasks,
+        "max_per_task": max_per_task,
+    }
+    if not force and is_up_to_date(out, config, inputs):
+        console.print(f"{out} is up to date (same config and inputs); --force redoes it")
+        return
+    passages = list(folder.passages())
+    records = select_records(list(folder.records(split)), tasks, max_per_task, seed)
+    with console.status(f"indexing {len(passages):,} pool items with BM25"):
+        index = BM25Retriever(passages, n_threads=threads)
+    with progress_bar("queries") as bar:
+        task = bar.add_task("mining", total=len(records))
+        mined = mine_candidates(
+            records,
+            passages,
+            index,
+            top_n=top_n,
+            scope=scope,  # type: ignore[arg-type]
+            on_batch=lambda n: bar.advance(task, n),
+        )
+        count = write_jsonl(out, mined)
+    write_manifest(manifest_path(out), "candidates", config, inputs=inputs, outputs=[out], retriever=index.config)
+    console.print(f"{count:,} candidate lists (top {top_n}, scope {scope}) -> {out}")

@@ -1,0 +1,176 @@
+"""Stage 2 of LLM-R: the frozen LLM scores each candidate example for its query.
+
+score(candidate) = mean log p(answer | candidate + "\\n\\n" + query + "\\n") over the answer's tokens.
+Optional heuristics of the paper give -100 without asking the LLM: candidates from another task,
+and, for classification tasks, candidates whose label differs from the query's.
+
+Work is split into fixed chunks of unique (context, answer) pairs; each chunk is scored and
+committed to the score cache as one transaction. A killed run resumes at the first missing chunk,
+and since chunks (and so batches) are the same on every run, it writes the same output.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llmr.data.schema import CandidateList, Passage
+from llmr.llm.base import LLM
+from llmr.prompt import build_prompt
+from llmr.scoring.cache import ScoreCache, pair_key
+from llmr.tasks import TASKS
+
+PENALTY = -100.0
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    n_candidates: int = 32  # M: candidates sampled per query from its candidate list (the paper: 32)
+    seed: int = 42
+    penalize_other_task: bool = True
+    penalize_label_mismatch: bool = True
+    chunk_pairs: int = 256  # pairs per committed chunk: the most work a kill can lose
+
+
+@dataclass
+class Job:
+    """One query: the sampled candidates, and per candidate its (context, answer) pair or None if penalized."""
+
+    record: CandidateList
+    doc_ids: list[str]
+    pairs: list[tuple[str, str] | None]
+
+
+def sample_doc_ids(cands: CandidateList, m: int, seed: int) -> list[str]:
+    """M of the query's candidates, seeded per query, kept in retrieval order."""
+    n = len(cands.doc_ids)
+    if n <= m:
+        return list(cands.doc_ids)
+    chosen = sorted(random.Random(f"{seed}:{cands.query_id}").sample(range(n), m))
+    return [cands.doc_ids[i] for i in chosen]
+
+
+def answer_text(record: CandidateList) -> str:
+    task = TASKS.get(record.task_name)
+    return task.answer_text(record.model_dump()) if task else record.answers[0]
+
+
+def make_jobs(candidates: Iterable[CandidateList], passages: Mapping[str, Passage], config: ScoringConfig) -> list[Job]:
+    jobs = []
+    for cands in candidates:
+        task = TASKS.get(cands.task_name)
+        answer = answer_text(cands)
+        doc_ids = sample_doc_ids(cands, config.n_candidates, config.seed)
+        pairs: list[tuple[str, str] | None] = []
+        for doc_id in doc_ids:
+            try:
+                doc = passages[doc_id]
+            except KeyError:
+                raise KeyError(f"query {cands.query_id}: candidate {doc_id!r} is not in the pool") from None
+            other_task = doc.task_name != cands.task_name
+            mismatch = (
+                not other_task
+                and task is not None
+                and task.mode == "cls"
+                and doc.contents.rpartition("\n")[2] != cands.answers[0]
+            )
+            if (config.penalize_other_task and other_task) or (config.penalize_label_mismatch and mismatch):
+                pairs.append(None)
+            else:
+                pairs.append((build_prompt([doc.contents], cands.query), answer))
+        jobs.append(Job(cands, doc_ids, pairs))
+    return jobs
+
+
+def unique_pairs(jobs: Sequence[Job]) -> dict[bytes, tuple[str, str]]:
+    found: dict[bytes, tuple[str, str]] = {}
+    for job in jobs:
+        for pair in job.pairs:
+            if pair is not None:
+                found.setdefault(pair_key(*pair), pair)
+    return found
+
+
+def chunks(pairs: Mapping[bytes, tuple[str, str]], size: int) -> list[list[bytes]]:
+    """Fixed chunks of similar length (longest first), the same for the same set of pairs."""
+    keys = sorted(pairs, key=lambda k: (-len(pairs[k][0]) - len(pairs[k][1]), k))
+    return [keys[i : i + size] for i in range(0, len(keys), size)]
+
+
+def run_scoring(
+    jobs: Sequence[Job],
+    llm: LLM,
+    cache: ScoreCache,
+    config: ScoringConfig,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Score every pair the cache lacks, chunk by chunk. on_chunk(pairs, tokens) reports progress."""
+    pairs = unique_pairs(jobs)
+    stats = {"pairs": len(pairs), "cached": 0, "scored": 0}
+    for chunk in chunks(pairs, config.chunk_pairs):
+        missing = [k for k in chunk if k not in cache.get_many(llm.fingerprint, chunk)]
+        stats["cached"] += len(chunk) - len(missing)
+        tokens = 0
+        if missing:
+            before = llm.tokens_processed
+            scores = llm.score([pairs[k][0] for k in missing], [pairs[k][1] for k in missing])
+            cache.put_many(llm.fingerprint, zip(missing, scores, strict=True))
+            stats["scored"] += len(missing)
+            tokens = llm.tokens_processed - before
+        if on_chunk:
+            on_chunk(len(chunk), tokens)
+    return stats
+
+
+def collect(jobs: Sequence[Job], llm_fingerprint: str, cache: ScoreCache) -> Iterator[CandidateList]:
+    """The scored candidate lists, read back from the cache (doc_scores = mean token log-prob or -100)."""
+    for job in jobs:
+        keys = [pair_key(*p) for p in job.pairs if p is not None]
+        found = cache.get_many(llm_fingerprint, keys)
+        scores = []
+        for pair in job.pairs:
+            if pair is None:
+                scores.append(PENALTY)
+                continue
+            score = found.get(pair_key(*pair))
+            if score is None:
+                raise RuntimeError(f"query {job.record.query_id}: a pair has no cached score; run scoring first")
+            scores.append(score.mean)
+        fields = job.record.model_dump(exclude={"doc_ids", "doc_scores"})
+        yield CandidateList(**fields, doc_ids=job.doc_ids, doc_scores=scores)
+
+
+def plan(
+    jobs: Sequence[Job], llm: LLM, cache: ScoreCache, calibration_pairs: int = 48, seed: int = 0
+) -> dict[str, Any]:
+    """Count the work left and time a short calibration batch on this backend to estimate its duration."""
+    pairs = unique_pairs(jobs)
+    cached = cache.get_many(llm.fingerprint, list(pairs))
+    missing = [k for k in pairs if k not in cached]
+    tokens = llm.count_tokens([pairs[k][0] + pairs[k][1] for k in missing])
+    slots = sum(len(j.pairs) for j in jobs)
+    report: dict[str, Any] = {
+        "queries": len(jobs),
+        "candidates": slots,
+        "penalized": sum(p is None for j in jobs for p in j.pairs),
+        "unique_pairs": len(pairs),
+        "cached_pairs": len(cached),
+        "pairs_to_score": len(missing),
+        "tokens_to_score": sum(tokens),
+    }
+    if missing:
+        sample = random.Random(seed).sample(range(len(missing)), min(calibration_pairs, len(missing)))
+        ctx = [pairs[missing[i]][0] for i in sample]
+        cont = [pairs[missing[i]][1] for i in sample]
+        llm.score(ctx[:2], cont[:2])  # warm-up: first calls pay for allocation and kernel selection
+        start, before = time.perf_counter(), llm.tokens_processed
+        llm.score(ctx, cont)  # results are not cached: the real run must batch them its own way
+        elapsed = time.perf_counter() - start
+        rate = (llm.tokens_processed - before) / elapsed
+        report.update(calibration_tokens_per_s=rate, estimated_seconds=report["tokens_to_score"] / rate)
+    else:
+        report.update(calibration_tokens_per_s=None, estimated_seconds=0.0)
+    return report
