@@ -11,6 +11,9 @@ from llmr.llm.models import DEFAULT_LLM, EMBEDDED
 # name -> "module:Class"; imported only when used, so optional engines stay optional.
 BACKENDS: dict[str, str] = {
     "hf": "llmr.llm.hf:HFCausalLM",
+    "llamacpp": "llmr.llm.llamacpp:LlamaCppLLM",
+    "openai": "llmr.llm.openai_compat:OpenAICompatLLM",
+    "vllm": "llmr.llm.vllm_backend:VLLMLLM",
 }
 
 

@@ -58,9 +58,9 @@ def _import_httpx() -> Any:
 
 
 _NO_PROMPT_LOGPROBS = (
-    "the server returned no log-probs for the prompt: scoring needs a server that supports "
-    "echo=true with logprobs on /v1/completions (vLLM and llama-cpp-python's server do; "
-    "llama.cpp's llama-server and chat-only APIs do not)"
+    "the server returned no log-probs for the prompt: to score, the server must support echo+logprobs on "
+    "/v1/completions (echo=true with logprobs=1 returning prompt token log-probs; vLLM and llama-cpp-python's "
+    "server do, llama.cpp's llama-server and chat-only APIs do not)"
 )
 
 

@@ -1,0 +1,3 @@
+from llmr.cli import app
+
+app()

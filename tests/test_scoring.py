@@ -1,0 +1,197 @@
+"""LLM feedback scoring: sampling, penalties, cache, resume, plan (fake LLM), and the real pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakes import FakeLLM
+
+from llmr.data.directory import DataDir
+from llmr.data.schema import CandidateList, Passage
+from llmr.prompt import build_prompt
+from llmr.scoring.cache import ScoreCache, pair_key
+from llmr.scoring.feedback import PENALTY, ScoringConfig, collect, make_jobs, plan, run_scoring, sample_doc_ids
+
+POOL = {
+    p.id: p
+    for p in [
+        Passage(id="s0", contents="Review: great\nPositive", task_name="sst2"),
+        Passage(id="s1", contents="Review: awful\nNegative", task_name="sst2"),
+        Passage(id="s2", contents="Review: lovely\nPositive", task_name="sst2"),
+        Passage(id="c0", contents='"The man fell." What is the cause?\nHe slipped.', task_name="copa"),
+        Passage(id="c1", contents='"It rained." What is the effect?\nThe road got wet.', task_name="copa"),
+    ]
+}
+SST2 = CandidateList(
+    query_id="sst2_train_9",
+    query="Review: nice",
+    answers=["Positive"],
+    task_name="sst2",
+    doc_ids=["s0", "s1", "s2", "c0"],
+    doc_scores=[4.0, 3.0, 2.0, 1.0],
+)
+COPA = CandidateList(
+    query_id="copa_train_9",
+    query='"The glass broke." What is the cause?',
+    answers=["B"],
+    options=["It was cold.", "It fell off the table."],
+    task_name="copa",
+    doc_ids=["c0", "c1", "s0"],
+    doc_scores=[2.0, 1.0, 0.5],
+)
+
+
+def test_pairs_follow_the_paper_format_and_penalties() -> None:
+    sst2, copa = make_jobs([SST2, COPA], POOL, ScoringConfig(n_candidates=32))
+    assert sst2.doc_ids == ["s0", "s1", "s2", "c0"]
+    # s1 has another label (Negative), c0 is another task: both -100 without an LLM call.
+    assert sst2.pairs[1] is None and sst2.pairs[3] is None
+    assert sst2.pairs[0] == ("Review: great\nPositive\n\nReview: nice\n", "Positive")
+    assert sst2.pairs[0][0] == build_prompt([POOL["s0"].contents], SST2.query)
+    # Multiple choice: the continuation is the right option's text; labels are not compared.
+    assert copa.pairs[0] == (POOL["c0"].contents + "\n\n" + COPA.query + "\n", "It fell off the table.")
+    assert copa.pairs[1] is not None and copa.pairs[2] is None
+
+
+def test_penalties_can_be_switched_off() -> None:
+    (job,) = make_jobs([SST2], POOL, ScoringConfig(penalize_other_task=False, penalize_label_mismatch=False))
+    assert all(p is not None for p in job.pairs)
+
+
+def test_sampling_is_seeded_per_query_and_keeps_rank_order() -> None:
+    cands = SST2.model_copy(update={"doc_ids": [f"d{i}" for i in range(50)], "doc_scores": [0.0] * 50})
+    a, b = sample_doc_ids(cands, 8, seed=1), sample_doc_ids(cands, 8, seed=1)
+    assert a == b and len(a) == 8 and a == sorted(a, key=lambda d: int(d[1:]))
+    assert sample_doc_ids(cands, 8, seed=2) != a
+    other = cands.model_copy(update={"query_id": "another"})
+    assert sample_doc_ids(other, 8, seed=1) != a
+
+
+def test_unknown_doc_id_is_a_clear_error() -> None:
+    bad = SST2.model_copy(update={"doc_ids": ["nope"], "doc_scores": [1.0]})
+    with pytest.raises(KeyError, match="candidate 'nope' is not in the pool"):
+        make_jobs([bad], POOL, ScoringConfig())
+
+
+def test_scores_are_cached_and_reused(tmp_path: Path) -> None:
+    jobs = make_jobs([SST2, COPA], POOL, ScoringConfig())
+    llm, cache = FakeLLM(), ScoreCache(tmp_path / "c.sqlite")
+    first = run_scoring(jobs, llm, cache, ScoringConfig(chunk_pairs=1))
+    assert first == {"pairs": 4, "cached": 0, "scored": 4} and llm.calls == [1, 1, 1, 1]
+    again = run_scoring(jobs, llm, cache, ScoringConfig(chunk_pairs=1))
+    assert again == {"pairs": 4, "cached": 4, "scored": 0} and llm.calls == [1, 1, 1, 1]
+    out = list(collect(jobs, llm.fingerprint, cache))
+    expected = FakeLLM().score(*zip(*[p for p in jobs[0].pairs if p], strict=True))
+    assert out[0].doc_scores[0] == pytest.approx(expected[0].mean)
+    assert out[0].doc_scores[1] == PENALTY and out[0].doc_scores[3] == PENALTY
+    assert out[1].doc_ids == ["c0", "c1", "s0"] and out[1].options == COPA.options
+
+
+def test_cache_is_keyed_by_model(tmp_path: Path) -> None:
+    cache = ScoreCache(tmp_path / "c.sqlite")
+    jobs = make_jobs([SST2], POOL, ScoringConfig())
+    run_scoring(jobs, FakeLLM(), cache, ScoringConfig())
+    other = FakeLLM()
+    other.fingerprint = "fake:v2"
+    assert run_scoring(jobs, other, cache, ScoringConfig())["scored"] == 2
+    with pytest.raises(RuntimeError, match="no cached score"):
+        list(collect(jobs, "fake:v3", cache))
+
+
+def test_pair_key_has_no_boundary_collisions() -> None:
+    assert pair_key("ab", "c") != pair_key("a", "bc")
+
+
+def test_plan_counts_and_estimates(tmp_path: Path) -> None:
+    jobs = make_jobs([SST2, COPA], POOL, ScoringConfig())
+    cache = ScoreCache(tmp_path / "c.sqlite")
+    report = plan(jobs, FakeLLM(), cache)
+    assert report["queries"] == 2 and report["candidates"] == 7 and report["penalized"] == 3
+    assert report["unique_pairs"] == 4 and report["pairs_to_score"] == 4 and report["tokens_to_score"] > 0
+    assert report["estimated_seconds"] > 0
+    assert cache.count() == 0  # calibration is not cached: the real run batches on its own
+    run_scoring(jobs, FakeLLM(), cache, ScoringConfig())
+    assert plan(jobs, FakeLLM(), cache)["pairs_to_score"] == 0
+
+
+def _llmr(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "llmr.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def scored_setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real data (llmr's sample rows) + BM25 candidates, made with the CLI."""
+    root = tmp_path_factory.mktemp("scoring")
+    for args in (
+        ["data", "build", "--source", "samples", "--out", str(root / "data")],
+        ["candidates", "--data", str(root / "data"), "--out", str(root / "cands.jsonl.gz"), "--top-n", "6"],
+    ):
+        proc = _llmr(*args)
+        out = proc.communicate(timeout=300)[0].decode()
+        assert proc.returncode == 0, out
+    return root
+
+
+def test_score_with_the_real_model(scored_setup: Path) -> None:
+    out = scored_setup / "scores.jsonl.gz"
+    args = ["score", "--data", str(scored_setup / "data"), "-c", str(scored_setup / "cands.jsonl.gz"), "-o", str(out)]
+    args += ["--n-candidates", "4", "--cache", str(scored_setup / "cache.sqlite")]
+    proc = _llmr(*args)
+    log = proc.communicate(timeout=600)[0].decode()
+    assert proc.returncode == 0, log
+    scored = list(DataDir(scored_setup).candidates("scores"))
+    assert len(scored) == 28  # every training query of the four sample tasks
+    real = [s for c in scored for s in c.doc_scores if s != PENALTY]
+    assert real and all(-30 < s < 0 for s in real)  # mean token log-probs
+    manifest = json.loads((scored_setup / "scores.manifest.json").read_text())
+    assert manifest["config"]["llm"].startswith("hf:gemma-3-270m") and manifest["stats"]["scored"] > 0
+    # Same config and inputs: nothing to do.
+    again = _llmr(*args)
+    assert "up to date" in again.communicate(timeout=600)[0].decode()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_output(scored_setup: Path) -> None:
+    base = ["score", "--data", str(scored_setup / "data"), "-c", str(scored_setup / "cands.jsonl.gz")]
+    base += ["--n-candidates", "6", "--chunk-pairs", "4", "--penalize-label-mismatch", "--no-penalize-other-task"]
+    whole = scored_setup / "whole.jsonl.gz"
+    proc = _llmr(*base, "-o", str(whole), "--cache", str(scored_setup / "whole.sqlite"))
+    assert proc.wait(timeout=900) == 0
+
+    cache = scored_setup / "killed.sqlite"
+    resumed = scored_setup / "resumed.jsonl.gz"
+    proc = _llmr(*base, "-o", str(resumed), "--cache", str(cache))
+    deadline = time.time() + 600
+    rows = 0
+    while time.time() < deadline and proc.poll() is None:  # kill once a few chunks are committed
+        time.sleep(0.2)
+        if cache.exists():
+            try:
+                rows = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if rows >= 8:
+                break
+    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not resumed.exists() and rows >= 8
+    proc = _llmr(*base, "-o", str(resumed), "--cache", str(cache))
+    log = proc.communicate(timeout=900)[0].decode()
+    assert proc.returncode == 0, log
+    stats = json.loads((scored_setup / "resumed.manifest.json").read_text())["stats"]
+    assert stats["cached"] >= 8 and stats["scored"] == stats["pairs"] - stats["cached"]
+    assert list(DataDir(scored_setup).candidates("resumed")) == list(DataDir(scored_setup).candidates("whole"))
