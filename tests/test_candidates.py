@@ -65,8 +65,12 @@ def test_bad_scope() -> None:
 def test_mining_real_tasks(shared_tasks_dir: Path, tmp_path: Path) -> None:
     names = "sst2,copa,rte,arc_e,natural_questions"
     source = DirectorySource(shared_tasks_dir)
-    build(source, resolve_tasks(names), tmp_path, BuildConfig(tasks=tuple(names.split(",")), source="shared",
-                                                              max_train=30))
+    build(
+        source,
+        resolve_tasks(names),
+        tmp_path,
+        BuildConfig(tasks=tuple(names.split(",")), source="shared", max_train=30),
+    )
     data = DataDir(tmp_path)
     pool = list(data.passages())
     by_id = {p.id: p for p in pool}

@@ -104,7 +104,6 @@ def test_fingerprint_names_the_file(gemma: LLM) -> None:
     assert gemma.fingerprint.startswith("llamacpp:gemma-3-270m-Q4_K_M.gguf:")
 
 
-@pytest.mark.slow
 def test_agrees_with_the_transformers_backend(gemma: LLM) -> None:
     """Same model, two engines: Q4_K_M in llama.cpp vs its dequantized weights in transformers (fp32)."""
     hf = load_llm("gemma-3-270m", dtype="fp32")

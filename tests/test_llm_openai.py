@@ -240,6 +240,15 @@ def test_nothing_listening_fails_after_max_retries_in_bounded_time() -> None:
     assert 0.05 + 0.1 + 0.2 <= elapsed < 5  # three backoffs, then the error
 
 
+def test_many_requests_to_a_dead_server_fail_fast() -> None:
+    port = free_port()
+    llm = OpenAICompatLLM("m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff=0.1, concurrency=2)
+    start = time.monotonic()
+    with pytest.raises(LLMServerError, match="failed after 3 attempts"):
+        llm.score(["a"] * 40, ["b"] * 40)
+    assert time.monotonic() - start < 2.5  # the queued requests are cancelled, not tried one by one (~6 s)
+
+
 def test_a_slow_server_gives_a_clear_timeout_error() -> None:
     holder: dict[str, FakeServer] = {}
 
@@ -283,15 +292,16 @@ def test_max_tokens_zero_falls_back_to_one_when_refused() -> None:
 
 # --- against a real llama-cpp-python server ------------------------------------------------------
 
+# Short prompts: llama-cpp-python's server spends ~0.3 s per echoed token (it sorts the 262k-word
+# vocabulary in Python for each one).
 PAIRS = [
     ("The capital of France is", " Paris"),
     ("The capital of France is", " Berlin"),
     ("Q: What colour is the sky on a clear day?\nA:", " Blue."),
     ("Q: What colour is the sky on a clear day?\nA:", " Green."),
-    ('Review: "a stirring, funny and moving film" Is this movie review sentence negative or positive?\n', "Positive"),
-    ('Review: "a stirring, funny and moving film" Is this movie review sentence negative or positive?\n', "Negative"),
-    ("one two three four five six seven eight nine ten " * 4 + "eleven", " twelve thirteen"),
-    ("def add(a, b):\n   ", " return a + b"),
+    ("Water freezes at zero degrees", " Celsius"),
+    ("Water freezes at zero degrees", " Kelvin"),
+    ("def add(a, b):\n    return", " a + b"),
 ]
 
 
@@ -335,7 +345,7 @@ def llama_server() -> Iterator[tuple[str, str]]:
             proc.wait(timeout=15)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~35 s: the server's echo costs ~0.3 s per prompt token
 def test_real_server_agrees_with_the_llama_cpp_backend(llama_server: tuple[str, str]) -> None:
     base_url, model_id = llama_server
     server = OpenAICompatLLM(model_id, base_url=base_url, concurrency=2, timeout=60)
@@ -347,14 +357,13 @@ def test_real_server_agrees_with_the_llama_cpp_backend(llama_server: tuple[str, 
         assert r.n_tokens == h.n_tokens  # the same tokens: no boundary merges in these pairs
         diffs.append(abs(r.logprob - h.logprob) / h.n_tokens)
     assert sum(diffs) / len(diffs) < 0.1 and max(diffs) < 0.5
-    for i in range(0, len(PAIRS) - 2, 2):  # right answer before wrong in the first three pairs of pairs
+    for i in range(0, len(PAIRS) - 1, 2):  # the right answer before the wrong one
         assert remote[i].logprob > remote[i + 1].logprob
     again = server.score(contexts[:2], continuations[:2])
-    for a, r in zip(again, remote, strict=True):
+    for a, r in zip(again, remote[:2], strict=True):
         assert a.logprob == pytest.approx(r.logprob, abs=0.5)
 
 
-@pytest.mark.slow
 def test_real_server_generates_greedily_and_stops(llama_server: tuple[str, str]) -> None:
     base_url, model_id = llama_server
     llm = OpenAICompatLLM(model_id, base_url=base_url, timeout=60)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import FakeLLM
 
+from fakes import FakeLLM
 from llmr.data.directory import DataDir
 from llmr.data.schema import CandidateList, Passage
 from llmr.prompt import build_prompt

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import bm25s
 import numpy as np
 
 from llmr.data.schema import Passage
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 
 def _stemmer():  # PyStemmer is optional for bm25s; without it terms are matched unstemmed

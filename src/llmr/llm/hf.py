@@ -56,7 +56,9 @@ class HFCausalLM(LLM):
         max_batch_size: int = 32,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # llmr shows its own progress; a bar per load is noise
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = _parse_dtype(dtype, self.device)
         path, self.model_id = resolve_hf_model(model)

@@ -101,7 +101,7 @@ class LlamaCppLLM(LLM):
             self.llama.close()
 
     def __del__(self) -> None:
-        try:
+        try:  # noqa: SIM105 - no contextlib here: at interpreter exit, module globals may be gone
             self.close()
         except Exception:
             pass
@@ -119,8 +119,8 @@ class LlamaCppLLM(LLM):
             self._lib.llama_memory_seq_rm(self._mem, 0, start, -1)
 
     def _decode(self, tokens: Sequence[int], start: int, outputs_from: int | None) -> list[np.ndarray]:
-        """Decode `tokens` at positions start..; return the logits of tokens[outputs_from:] (views, valid until
-        the next decode call, so each chunk's rows are consumed by the caller before the next chunk)."""
+        """Decode `tokens` at positions start.. in chunks of n_batch; return copies of the logits of
+        tokens[outputs_from:] (none if outputs_from is None): only those positions run the LM head."""
         rows: list[np.ndarray] = []
         batch = self._batch
         for lo in range(0, len(tokens), self.n_batch):
@@ -167,9 +167,8 @@ class LlamaCppLLM(LLM):
         logits = self._decode(tail, split, 0)[:n_cont]  # tail[j]'s logits predict tail[j + 1]
         total = 0.0
         for j, row in enumerate(logits):
-            row = row.astype(np.float64)
-            peak = row.max()
-            total += float(row[tail[j + 1]] - peak - np.log(np.exp(row - peak).sum()))
+            peak = row.max()  # float32 exp is vectorized (10x faster than float64); the sum is float64
+            total += float(row[tail[j + 1]] - peak) - float(np.log(np.exp(row - peak).sum(dtype=np.float64)))
         return Score(total, n_cont)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: str | None = "\n") -> list[str]:
@@ -182,6 +181,8 @@ class LlamaCppLLM(LLM):
         out: list[int] = []
         if max_new_tokens <= 0:
             return ""
+        if not ids:
+            raise ValueError("the prompt is empty and the model has no BOS: nothing to condition on")
         (row,) = self._decode(ids, 0, len(ids) - 1)
         text = ""
         while True:

@@ -10,7 +10,10 @@ Limits of a text-only API, compared with the local backends:
 - the server does the tokenizing, so contexts are not cut to fit: a prompt longer than the server's
   context window comes back as the server's error;
 - `max_tokens=0` means "no limit" to llama-cpp-python's server, so scoring asks for one generated
-  token (`score_max_tokens=1`) and ignores it; vLLM and OpenAI accept 0, which saves that token.
+  token (`score_max_tokens=1`) and ignores it; vLLM and OpenAI accept 0, which saves that token;
+- llama-cpp-python's server (0.3.36) shifts the echoed log-probs by one token for models without a
+  BOS token (SmolLM2: " Paris" after "The capital of France is" comes back as -8.45 instead of
+  -0.26): use it with BOS models (Gemma) only.
 """
 
 from __future__ import annotations
@@ -200,7 +203,13 @@ class OpenAICompatLLM(LLM):
         if self.concurrency == 1 or len(items) <= 1:
             return [fn(x) for x in items]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            return list(pool.map(fn, items))
+            futures = [pool.submit(fn, x) for x in items]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:  # fail fast: do not wait for the queued requests to fail one by one
+                    f.cancel()
+                raise
 
     # --- LLM interface ------------------------------------------------------------------------
     def _score_one(self, pair: tuple[str, str]) -> Score:

@@ -107,7 +107,10 @@ class VLLMLLM(LLM):
         bos = self.tokenizer.bos_token_id
         adds_bos = bool(self.tokenizer("a")["input_ids"][:1] == [bos]) if bos is not None else False
         self._prefix = [bos] if adds_bos else []
-        self.dtype = str(self.engine.llm_engine.model_config.dtype).removeprefix("torch.")
+        try:
+            self.dtype = str(self.engine.llm_engine.model_config.dtype).removeprefix("torch.")
+        except AttributeError:  # engine internals differ across vLLM versions
+            self.dtype = dtype
         self.fingerprint = f"vllm:{self.model_id}:{self.dtype}"
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
