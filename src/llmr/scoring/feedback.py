@@ -144,7 +144,7 @@ def collect(jobs: Sequence[Job], llm_fingerprint: str, cache: ScoreCache) -> Ite
 
 
 def plan(
-    jobs: Sequence[Job], llm: LLM, cache: ScoreCache, calibration_pairs: int = 48, seed: int = 0
+    jobs: Sequence[Job], llm: LLM, cache: ScoreCache, calibration_pairs: int = 128, seed: int = 0
 ) -> dict[str, Any]:
     """Count the work left and time a short calibration batch on this backend to estimate its duration."""
     pairs = unique_pairs(jobs)
@@ -165,7 +165,7 @@ def plan(
         sample = random.Random(seed).sample(range(len(missing)), min(calibration_pairs, len(missing)))
         ctx = [pairs[missing[i]][0] for i in sample]
         cont = [pairs[missing[i]][1] for i in sample]
-        llm.score(ctx[:2], cont[:2])  # warm-up: first calls pay for allocation and kernel selection
+        llm.score(ctx[:16], cont[:16])  # warm-up: first calls pay for allocation and kernel selection
         start, before = time.perf_counter(), llm.tokens_processed
         llm.score(ctx, cont)  # results are not cached: the real run must batch them its own way
         elapsed = time.perf_counter() - start
