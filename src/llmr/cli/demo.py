@@ -1,7 +1,7 @@
 """`llmr demo`: the main job on the embedded defaults (grows with each stage).
 
-Now: build the data files for four tasks, then show LLM feedback for one test query — how much
-each candidate example raises log p(answer | example, query) — and the one-shot prediction.
+Now: build the data files for four tasks, mine BM25 candidates for one test query, show the LLM's
+feedback on each — log p(answer | example, query) — and the one-shot prediction.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmr.candidates import BM25Retriever, mine_candidates
 from llmr.data.build import BuildConfig, build
 from llmr.data.directory import DataDir
 from llmr.data.sources import open_source
@@ -30,7 +31,7 @@ def demo(
         "auto", help="'auto' (../shared data if found, else llmr's sample rows), or as in `llmr data build`."
     ),
     task: str = typer.Option("sst2", help="Task of the query to show."),
-    candidates: int = typer.Option(6, help="Candidate examples to score."),
+    candidates: int = typer.Option(6, help="BM25 candidate examples to score."),
     model: str = typer.Option(DEFAULT_LLM, help="LLM to score with."),
     seed: int = typer.Option(0, help="Seed for picking the query and candidates."),
 ) -> None:
@@ -49,7 +50,10 @@ def demo(
     data = DataDir(out / "data")
     rng = random.Random(seed)
     query = rng.choice([r for r in data.records("test") if r.task_name == task])
-    pool = rng.sample([p for p in data.passages() if p.task_name == task], candidates)
+    task_pool = [p for p in data.passages() if p.task_name == task]
+    (mined,) = mine_candidates([query], task_pool, BM25Retriever(task_pool), top_n=candidates, scope="task")
+    by_id = {p.id: p for p in task_pool}
+    pool = [by_id[d] for d in mined.doc_ids]
     spec = get_task(task)
     answer = spec.answer_text(query.model_dump())
 
