@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Score(NamedTuple):
@@ -39,6 +39,13 @@ class LLM(ABC):
     def rank_options(self, context: str, options: Sequence[str]) -> list[float]:
         """Mean token log-prob of each option after the same context (higher is better)."""
         return [s.mean for s in self.score([context] * len(options), list(options))]
+
+
+def bos_prefix(tokenizer: Any) -> list[int]:
+    """[BOS] when the HF tokenizer adds one by itself (Gemma), else [] (SmolLM2 defines one but is trained
+    without it): what every backend puts before a context."""
+    bos = tokenizer.bos_token_id
+    return [bos] if bos is not None and tokenizer("a")["input_ids"][:1] == [bos] else []
 
 
 def cut_at_stop(text: str, stop: str | None) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from llmr.llm.base import LLM, Score, cut_at_stop
+from llmr.llm.base import LLM, Score, bos_prefix, cut_at_stop
 from llmr.llm.models import DEFAULT_LLM, resolve_hf_model
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,7 @@ class HFCausalLM(LLM):
         self.max_length = max_length
         self.batch_tokens = batch_tokens
         self.max_batch_size = max_batch_size
-        bos = self.tokenizer.bos_token_id
-        # Gemma needs BOS; SmolLM2 defines one but is trained without it: follow the tokenizer's own choice.
-        adds_bos = bool(self.tokenizer("a")["input_ids"][:1] == [bos]) if bos is not None else False
-        self._prefix = [bos] if adds_bos else []
+        self._prefix = bos_prefix(self.tokenizer)
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.fingerprint = f"hf:{self.model_id}:{str(self.dtype).removeprefix('torch.')}"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llmr.llm.base import LLM, Score, cut_at_stop
+from llmr.llm.base import LLM, Score, bos_prefix, cut_at_stop
 from llmr.llm.models import DEFAULT_LLM, resolve_hf_model
 
 
@@ -104,9 +104,7 @@ class VLLMLLM(LLM):
             **engine_options,
         )
         self.tokenizer = self.engine.get_tokenizer()
-        bos = self.tokenizer.bos_token_id
-        adds_bos = bool(self.tokenizer("a")["input_ids"][:1] == [bos]) if bos is not None else False
-        self._prefix = [bos] if adds_bos else []
+        self._prefix = bos_prefix(self.tokenizer)
         try:
             self.dtype = str(self.engine.llm_engine.model_config.dtype).removeprefix("torch.")
         except AttributeError:  # engine internals differ across vLLM versions
