@@ -1,0 +1,68 @@
+"""The reward model (cross-encoder) trained on LLM feedback, with the real embedded MiniLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmr.data.schema import CandidateList, Passage
+from llmr.training.reward import RewardConfig, query_text, reward_dataset, train_reward_model
+
+POSITIVE_WORDS = ["wonderful", "great", "lovely", "superb", "brilliant", "delightful"]
+NEGATIVE_WORDS = ["awful", "boring", "dull", "terrible", "tedious", "ugly", "bland", "poor", "weak"]
+
+
+def _data() -> tuple[list[CandidateList], dict[str, Passage]]:
+    """Toy feedback where the LLM prefers examples sharing the query's first word."""
+    pool = {}
+    for w in POSITIVE_WORDS + NEGATIVE_WORDS:
+        pool[w] = Passage(id=w, contents=f"Review: {w} film\nPositive", task_name="sst2")
+    cands = []
+    for i, w in enumerate(POSITIVE_WORDS):
+        ids = [w, *[x for x in POSITIVE_WORDS if x != w][:2], *NEGATIVE_WORDS]
+        scores = [0.0, -0.5, -0.6] + [-5.0 - j for j in range(len(NEGATIVE_WORDS))]
+        cands.append(
+            CandidateList(
+                query_id=f"q{i}",
+                query=f"Review: {w} movie",
+                answers=["Positive"],
+                task_name="sst2",
+                doc_ids=ids,
+                doc_scores=scores,
+            )
+        )
+    return cands, pool
+
+
+def test_dataset_rotates_groups_and_uses_answer_in_query() -> None:
+    cands, pool = _data()
+    ds = reward_dataset(cands, pool, RewardConfig(epochs=2))
+    assert len(ds) == 12 and ds.column_names == ["query", "docs", "labels"]
+    assert ds[0]["query"] == query_text(cands[0]) == "Review: wonderful movie\nPositive"
+    assert len(ds[0]["docs"]) == 8 and ds[0]["labels"][0] == 0.0 and set(ds[0]["labels"][1:]) == {-1e4}
+    assert ds[0]["docs"] != ds[6]["docs"]  # the same query's group in epoch 2 differs
+
+
+def test_training_raises_preferred_candidates(tmp_path: Path) -> None:
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    cands, pool = _data()
+    config = RewardConfig(epochs=4, batch_size=4, learning_rate=5e-5, bf16=False)
+    out = train_reward_model(cands, pool, tmp_path / "reward", config)
+    model = CrossEncoder(str(out))
+    assert (out / "model.safetensors").exists()
+    wins = 0
+    for c in cands:
+        pos, neg = model.predict(
+            [(query_text(c), pool[c.doc_ids[0]].contents), (query_text(c), pool[c.doc_ids[-1]].contents)]
+        )
+        wins += pos > neg
+    assert wins >= 5
+
+
+def test_no_usable_query_is_a_clear_error(tmp_path: Path) -> None:
+    cands, pool = _data()
+    held_out = [c.model_copy(update={"task_name": "yelp"}) for c in cands]
+    with pytest.raises(ValueError, match="no usable training query"):
+        train_reward_model(held_out, pool, tmp_path, RewardConfig())
