@@ -66,3 +66,27 @@ def test_no_usable_query_is_a_clear_error(tmp_path: Path) -> None:
     held_out = [c.model_copy(update={"task_name": "yelp"}) for c in cands]
     with pytest.raises(ValueError, match="no usable training query"):
         train_reward_model(held_out, pool, tmp_path, RewardConfig())
+
+
+def test_cli_trains_and_writes_teacher_scores(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from llmr.cli import app
+    from llmr.data.directory import DataDir
+    from llmr.data.jsonl import write_jsonl
+
+    cands, pool = _data()
+    write_jsonl(tmp_path / "data" / "passages.jsonl.gz", pool.values())
+    write_jsonl(tmp_path / "llm_scores.jsonl.gz", cands)
+    args = ["train", "reward", "-s", str(tmp_path / "llm_scores.jsonl.gz"), "--data", str(tmp_path / "data")]
+    args += ["-o", str(tmp_path / "reward"), "--epochs", "4", "--batch-size", "4", "--learning-rate", "5e-5"]
+    args += ["--score-all", str(tmp_path / "teacher.jsonl.gz")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    teacher = list(DataDir(tmp_path).candidates("teacher"))
+    assert [t.doc_ids for t in teacher] == [c.doc_ids for c in cands]
+    assert sum(t.doc_scores[0] > t.doc_scores[-1] for t in teacher) >= 5
+    manifest = json.loads((tmp_path / "reward" / "manifest.json").read_text())
+    assert manifest["stage"] == "train.reward" and manifest["config"]["epochs"] == 4

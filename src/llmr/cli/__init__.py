@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from llmr.cli import candidates, data, demo, llm, score, tasks
+from llmr.cli import candidates, data, demo, llm, score, tasks, train
 
 app = typer.Typer(
     name="llmr",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(data.app, name="data")
 app.add_typer(llm.app, name="llm")
+app.add_typer(train.app, name="train")
 app.command("candidates")(candidates.candidates)
 app.command("score")(score.score)
 app.command("demo")(demo.demo)

@@ -8,7 +8,7 @@ over a group of 1 positive + 7 negatives: sentence-transformers' ListNetLoss wit
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -112,3 +112,26 @@ def _config_json(config: RewardConfig) -> str:
     import json
 
     return json.dumps(asdict(config), indent=2, sort_keys=True)
+
+
+def teacher_scores(
+    model_dir: Path | str,
+    candidates: Sequence[CandidateList],
+    passages: Mapping[str, Passage],
+    batch_size: int = 64,
+    on_query: Callable[[int], None] | None = None,
+) -> list[CandidateList]:
+    """The reward model scores every candidate of every query: candidate lists with its logits as doc_scores."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    model = CrossEncoder(str(model_dir))
+    out = []
+    for cands in candidates:
+        q = query_text(cands)
+        scores = model.predict(
+            [(q, passages[d].contents) for d in cands.doc_ids], batch_size=batch_size, show_progress_bar=False
+        )
+        out.append(cands.model_copy(update={"doc_scores": [float(s) for s in scores]}))
+        if on_query:
+            on_query(1)
+    return out
