@@ -1,0 +1,102 @@
+"""Stage 5 of LLM-R: a bi-encoder retriever distilled from the reward model (or, EPR, from the LLM).
+
+One shared encoder, mean pooling, L2 normalisation, cosine / τ. The query is embedded alone (at test
+time there is no answer); pool items are embedded as they are (query + answer).
+- teacher "reward": KL to the reward model's scores over 1 positive + 3 hard negatives
+  + 0.2 × in-batch InfoNCE (DistillationLoss);
+- teacher "llm" (the EPR baseline): InfoNCE only, positive = an LLM top candidate, hard negatives
+  from the LLM's bottom (MultipleNegativesRankingLoss).
+The result is a plain sentence-transformers folder (safetensors): `SentenceTransformer(path)` loads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from llmr.data.schema import CandidateList, Passage
+from llmr.training.groups import GroupConfig, training_groups
+from llmr.training.reward import DEFAULT_ENCODER, resolve_encoder
+
+Teacher = Literal["reward", "llm"]
+
+
+@dataclass(frozen=True)
+class RetrieverConfig:
+    model: str = DEFAULT_ENCODER  # the paper: E5-base-v2
+    teacher: Teacher = "reward"
+    epochs: int = 3
+    batch_size: int = 32
+    learning_rate: float = 3e-5
+    temperature: float = 0.01
+    contrastive_weight: float = 0.2
+    max_length: int = 256
+    bf16: bool = True
+    seed: int = 42
+    groups: GroupConfig = field(default_factory=lambda: GroupConfig(n_negatives=3))
+
+
+def retriever_dataset(candidates: Sequence[CandidateList], passages: Mapping[str, Passage], config: RetrieverConfig):
+    """Columns query, doc_1 (positive), doc_2.., and label (the teacher's scores of those docs)."""
+    from datasets import Dataset
+
+    by_id = {c.query_id: c for c in candidates}
+    n_docs = config.groups.n_negatives + 1
+    rows: dict[str, list] = {"query": [], **{f"doc_{i + 1}": [] for i in range(n_docs)}, "label": []}
+    for group in training_groups(candidates, config.epochs, config.groups):
+        rows["query"].append(by_id[group.query_id].query)
+        for i, doc_id in enumerate(group.doc_ids):
+            rows[f"doc_{i + 1}"].append(passages[doc_id].contents)
+        rows["label"].append(list(group.scores))
+    if config.teacher == "llm":
+        del rows["label"]  # InfoNCE needs no scores
+    return Dataset.from_dict(rows)
+
+
+def train_retriever(
+    candidates: Sequence[CandidateList], passages: Mapping[str, Passage], out: Path | str, config: RetrieverConfig
+) -> Path:
+    """Train from teacher-scored (reward) or LLM-scored (EPR) candidate lists; save to `out`."""
+    import torch
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from llmr.training.losses import DistillationLoss
+
+    out = Path(out)
+    dataset = retriever_dataset(candidates, passages, config)
+    if len(dataset) == 0:
+        raise ValueError("no usable training query: every query lacks a positive above -100 or is held out")
+    model = SentenceTransformer(resolve_encoder(config.model))
+    model.max_seq_length = config.max_length
+    if config.teacher == "reward":
+        loss = DistillationLoss(model, config.temperature, config.contrastive_weight)
+    else:
+        loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=1,  # the dataset holds one rotated group per query per epoch
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=0.1,  # a float: the warm-up ratio
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        save_steps=50,
+        save_total_limit=1,
+        logging_steps=10,
+        report_to="none",
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    resume = any((out / "checkpoints").glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=resume or None)
+    model.save_pretrained(str(out), safe_serialization=True)
+    (out / "llmr_retriever.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+    return out
