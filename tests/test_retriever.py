@@ -87,3 +87,21 @@ def test_trained_retriever_learns_the_teachers_preference(tmp_path: Path, teache
     assert (out / "model.safetensors").exists() and (out / "modules.json").exists()
     after = _wins(str(out), pool)
     assert after > before, (before, after)
+
+
+def test_cli_trains_a_loadable_retriever(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from typer.testing import CliRunner
+
+    from llmr.cli import app
+    from llmr.data.jsonl import write_jsonl
+
+    cands, pool = _data()
+    write_jsonl(tmp_path / "data" / "passages.jsonl", pool.values())
+    write_jsonl(tmp_path / "teacher.jsonl", cands)
+    args = ["train", "retriever", "-s", str(tmp_path / "teacher.jsonl"), "--data", str(tmp_path / "data")]
+    args += ["-o", str(tmp_path / "ret"), "--epochs", "1", "--batch-size", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert SentenceTransformer(str(tmp_path / "ret")).encode(["a query"]).shape == (1, 384)
+    assert (tmp_path / "ret" / "manifest.json").exists()

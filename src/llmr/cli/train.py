@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -13,9 +14,10 @@ from llmr.data.schema import CandidateList
 from llmr.manifest import file_fingerprint, manifest_path, write_manifest
 from llmr.progress import progress_bar
 from llmr.training.groups import GroupConfig
+from llmr.training.retriever import RetrieverConfig, train_retriever
 from llmr.training.reward import DEFAULT_ENCODER, RewardConfig, teacher_scores, train_reward_model
 
-app = typer.Typer(help="Train the reward model (and, next, the retriever) from LLM feedback.", no_args_is_help=True)
+app = typer.Typer(help="Train the reward model and the retriever from LLM feedback.", no_args_is_help=True)
 console = Console()
 
 
@@ -78,3 +80,50 @@ def reward(
             outputs=[score_all],
         )
         console.print(f"teacher scores for {len(scored):,} queries -> {score_all}")
+
+
+@app.command("retriever")
+def retriever(
+    scores: Path = typer.Option(
+        ...,
+        "--scores",
+        "-s",
+        help="Teacher-scored candidate lists (`llmr train reward --score-all`), or LLM-scored ones with --teacher llm.",
+    ),
+    data: Path = typer.Option(Path("runs/data"), help="Data folder with the pool (passages)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the retriever (a sentence-transformers folder)."),
+    teacher: str = typer.Option("reward", help="'reward': distil the reward model (LLM-R); 'llm': EPR baseline."),
+    model: str = typer.Option(DEFAULT_ENCODER, help="Initial encoder: the embedded MiniLM, a folder or a hub id."),
+    epochs: int = typer.Option(3, help="Epochs; each shows every query a different (rotated) group."),
+    batch_size: int = typer.Option(32, help="Queries per step (their documents are each other's in-batch negatives)."),
+    learning_rate: float = typer.Option(3e-5, help="Peak learning rate."),
+    temperature: float = typer.Option(0.01, help="τ: similarities are cosine / τ."),
+    contrastive_weight: float = typer.Option(0.2, help="Weight of the in-batch InfoNCE term (teacher reward)."),
+    bf16: bool = typer.Option(True, help="bf16 autocast (faster on CPUs with AVX-512 BF16)."),
+    seed: int = typer.Option(42, help="Seed for groups and training."),
+) -> None:
+    """Train the bi-encoder retriever; the result loads with SentenceTransformer(path)."""
+    if teacher not in ("reward", "llm"):
+        raise typer.BadParameter("use 'reward' or 'llm'", param_hint="--teacher")
+    config = RetrieverConfig(
+        model=model,
+        teacher=teacher,
+        epochs=epochs,
+        batch_size=batch_size,  # type: ignore[arg-type]
+        learning_rate=learning_rate,
+        temperature=temperature,
+        contrastive_weight=contrastive_weight,
+        bf16=bf16,
+        seed=seed,
+        groups=GroupConfig(n_negatives=3, seed=seed),
+    )
+    passages = {p.id: p for p in DataDir(data).passages()}
+    train_retriever(list(read_jsonl(scores, CandidateList)), passages, out, config)
+    write_manifest(
+        out / "manifest.json",
+        "train.retriever",
+        asdict(config),
+        inputs={"scores": file_fingerprint(scores)},
+        outputs=[out / "model.safetensors"],
+    )
+    console.print(f"retriever -> {out} (loads with SentenceTransformer('{out}'))")
