@@ -84,3 +84,15 @@ def test_mining_real_tasks(shared_tasks_dir: Path, tmp_path: Path) -> None:
     # BM25 finds lexically related examples: the best hit shares words with the query.
     sst2 = next(c for c in out if c.task_name == "sst2")
     assert sst2.doc_scores[0] > 0
+
+
+def test_dense_mining_with_the_embedded_encoder() -> None:
+    from llmr.candidates import DenseRetriever
+
+    pool = _pool()
+    dense = DenseRetriever("all-minilm-l6-v2", pool)
+    (cands,) = mine_candidates([QUERY], pool, dense, top_n=10, scope="task")
+    assert set(cands.doc_ids) == {"sst2_train_1", "sst2_train_2"}  # own item and its duplicate excluded
+    assert cands.doc_scores == sorted(cands.doc_scores, reverse=True) and all(-1 <= s <= 1 for s in cands.doc_scores)
+    (unified,) = mine_candidates([QUERY], pool, dense, top_n=10, scope="unified")
+    assert unified.doc_ids[:2] == cands.doc_ids and len(unified.doc_ids) == 4

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from llmr.candidates import BM25Retriever, mine_candidates
+from llmr.candidates import BM25Retriever, DenseRetriever, mine_candidates
 from llmr.data.build import sample
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import write_jsonl
@@ -32,7 +32,9 @@ def candidates(
     data: Path = typer.Option(Path("runs/data"), help="Data folder with passages and the query split."),
     out: Path = typer.Option(..., "--out", "-o", help="Candidate-list file to write (.jsonl or .jsonl.gz)."),
     split: str = typer.Option("train", help="Which records to mine for: train or test."),
-    retriever: str = typer.Option("bm25", help="bm25 (a trained dense retriever comes with the training stage)."),
+    retriever: str = typer.Option(
+        "bm25", help="'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id."
+    ),
     top_n: int = typer.Option(100, help="Candidates kept per query."),
     scope: str = typer.Option(
         "unified",
@@ -45,10 +47,10 @@ def candidates(
     force: bool = typer.Option(False, help="Redo even when the output matches this config and inputs."),
 ) -> None:
     """For each query, the top-N pool items (never the query's own item), as a candidate-list file."""
-    if retriever != "bm25":
-        raise typer.BadParameter("only 'bm25' is available yet", param_hint="--retriever")
     folder = DataDir(data)
     inputs = {name: file_fingerprint(folder.path(name)) for name in ("passages", split)}
+    if Path(retriever).is_dir() and (Path(retriever) / "model.safetensors").exists():
+        inputs["retriever"] = file_fingerprint(Path(retriever) / "model.safetensors")
     config = {
         "stage": "candidates",
         "split": split,
@@ -63,8 +65,10 @@ def candidates(
         return
     passages = list(folder.passages())
     records = select_records(list(folder.records(split)), tasks, max_per_task, seed)
-    with console.status(f"indexing {len(passages):,} pool items with BM25"):
-        index = BM25Retriever(passages, n_threads=threads)
+    with console.status(f"indexing {len(passages):,} pool items with {retriever}"):
+        index = (
+            BM25Retriever(passages, n_threads=threads) if retriever == "bm25" else DenseRetriever(retriever, passages)
+        )
     with progress_bar("queries") as bar:
         task = bar.add_task("mining", total=len(records))
         mined = mine_candidates(
