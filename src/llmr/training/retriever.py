@@ -11,13 +11,13 @@ The result is a plain sentence-transformers folder (safetensors): `SentenceTrans
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from llmr.data.schema import CandidateList, Passage
+from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
 from llmr.training.reward import DEFAULT_ENCODER, resolve_encoder
 
@@ -60,7 +60,6 @@ def train_retriever(
     candidates: Sequence[CandidateList], passages: Mapping[str, Passage], out: Path | str, config: RetrieverConfig
 ) -> Path:
     """Train from teacher-scored (reward) or LLM-scored (EPR) candidate lists; save to `out`."""
-    import torch
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,
@@ -70,33 +69,13 @@ def train_retriever(
 
     from llmr.training.losses import DistillationLoss
 
-    out = Path(out)
     dataset = retriever_dataset(candidates, passages, config)
-    if len(dataset) == 0:
-        raise ValueError("no usable training query: every query lacks a positive above -100 or is held out")
     model = SentenceTransformer(resolve_encoder(config.model))
     model.max_seq_length = config.max_length
     if config.teacher == "reward":
         loss = DistillationLoss(model, config.temperature, config.contrastive_weight)
     else:
         loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=1,  # the dataset holds one rotated group per query per epoch
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=0.1,  # a float: the warm-up ratio
-        bf16=config.bf16,
-        use_cpu=not torch.cuda.is_available(),
-        seed=config.seed,
-        save_steps=50,
-        save_total_limit=1,
-        logging_steps=10,
-        report_to="none",
+    return fit(
+        SentenceTransformerTrainer, SentenceTransformerTrainingArguments, model, dataset, loss, Path(out), config
     )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    resume = any((out / "checkpoints").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=resume or None)
-    model.save_pretrained(str(out), safe_serialization=True)
-    (out / "llmr_retriever.json").write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
-    return out

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmr.data.schema import CandidateList, Passage
 from llmr.scoring.feedback import answer_text
+from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
 
 DEFAULT_ENCODER = "all-minilm-l6-v2"
@@ -63,10 +64,7 @@ def reward_dataset(candidates: Sequence[CandidateList], passages: Mapping[str, P
 def train_reward_model(
     candidates: Sequence[CandidateList], passages: Mapping[str, Passage], out: Path | str, config: RewardConfig
 ) -> Path:
-    """Train and save the reward model to `out` (a plain CrossEncoder folder, safetensors).
-
-    Checkpoints go to `out/checkpoints`; a re-run after a kill resumes from the last one.
-    """
+    """Train and save the reward model to `out` (a plain CrossEncoder folder; resumes after a kill)."""
     from sentence_transformers.cross_encoder import (
         CrossEncoder,
         CrossEncoderTrainer,
@@ -74,44 +72,11 @@ def train_reward_model(
     )
     from sentence_transformers.cross_encoder.losses import ListNetLoss
 
-    out = Path(out)
-    dataset = reward_dataset(candidates, passages, config)
-    if len(dataset) == 0:
-        raise ValueError("no usable training query: every query lacks a positive above -100 or is held out")
     model = CrossEncoder(resolve_encoder(config.model), num_labels=1, max_length=config.max_length)
-    loss = ListNetLoss(model)
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=1,  # the dataset already holds one rotated group per query per epoch
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=0.1,  # a float: the warm-up ratio
-        bf16=config.bf16,
-        use_cpu=not _cuda(),
-        seed=config.seed,
-        save_steps=50,
-        save_total_limit=1,
-        logging_steps=10,
-        report_to="none",
+    dataset = reward_dataset(candidates, passages, config)
+    return fit(
+        CrossEncoderTrainer, CrossEncoderTrainingArguments, model, dataset, ListNetLoss(model), Path(out), config
     )
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    resume = any((out / "checkpoints").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=resume or None)
-    model.save_pretrained(str(out), safe_serialization=True)
-    (out / "llmr_reward.json").write_text(_config_json(config))
-    return out
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _config_json(config: RewardConfig) -> str:
-    import json
-
-    return json.dumps(asdict(config), indent=2, sort_keys=True)
 
 
 def teacher_scores(
