@@ -2,6 +2,6 @@
 
 from llmr.candidates.bm25 import BM25Retriever
 from llmr.candidates.dense import DenseRetriever
-from llmr.candidates.mine import Retriever, Scope, mine_candidates
+from llmr.candidates.mine import Retriever, Scope, load_retriever, mine_candidates, mine_to_file
 
-__all__ = ["BM25Retriever", "DenseRetriever", "Retriever", "Scope", "mine_candidates"]
+__all__ = ["BM25Retriever", "DenseRetriever", "Retriever", "Scope", "load_retriever", "mine_candidates", "mine_to_file"]

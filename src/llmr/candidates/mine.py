@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -84,3 +85,25 @@ def mine_candidates(
         if on_batch:
             on_batch(len(batch))
         yield from results  # type: ignore[misc]
+
+
+def load_retriever(name: str, passages: Sequence[Passage], n_threads: int = 0) -> Retriever:
+    """'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id."""
+    from llmr.candidates.bm25 import BM25Retriever
+    from llmr.candidates.dense import DenseRetriever
+
+    return BM25Retriever(passages, n_threads=n_threads) if name == "bm25" else DenseRetriever(name, passages)
+
+
+def mine_to_file(
+    records: Sequence[Record], passages: Sequence[Passage], retriever: Retriever, out: Path, **options: Any
+) -> int:
+    """`mine_candidates` with a progress bar, written atomically to `out`; returns the number of lists."""
+    from llmr.data.jsonl import write_jsonl
+    from llmr.progress import progress_bar
+
+    with progress_bar("queries") as bar:
+        task = bar.add_task("mining", total=len(records))
+        return write_jsonl(
+            out, mine_candidates(records, passages, retriever, **options, on_batch=lambda n: bar.advance(task, n))
+        )

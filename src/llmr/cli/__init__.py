@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from llmr.cli import candidates, data, demo, llm, score, tasks, train
+from llmr.cli import candidates, data, demo, llm, pipeline, score, tasks, train
 
 app = typer.Typer(
     name="llmr",
@@ -21,6 +21,7 @@ app.add_typer(train.app, name="train")
 app.command("candidates")(candidates.candidates)
 app.command("score")(score.score)
 app.command("demo")(demo.demo)
+app.command("pipeline")(pipeline.pipeline)
 
 
 @app.callback()

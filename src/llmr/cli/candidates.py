@@ -7,25 +7,12 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from llmr.candidates import BM25Retriever, DenseRetriever, mine_candidates
-from llmr.data.build import sample
+from llmr.candidates import load_retriever, mine_to_file
+from llmr.data.build import select_records
 from llmr.data.directory import DataDir
-from llmr.data.jsonl import write_jsonl
-from llmr.data.schema import Record
 from llmr.manifest import file_fingerprint, is_up_to_date, manifest_path, write_manifest
-from llmr.progress import progress_bar
-from llmr.tasks import resolve_tasks
 
 console = Console()
-
-
-def select_records(records: list[Record], tasks: str | None, max_per_task: int, seed: int) -> list[Record]:
-    """Records of the chosen tasks, at most `max_per_task` of each (seeded sample, source order; 0 = all)."""
-    by_task: dict[str, list[Record]] = {}
-    for r in records:
-        by_task.setdefault(r.task_name, []).append(r)
-    names = [t.name for t in resolve_tasks(tasks, available=set(by_task))] if tasks else list(by_task)
-    return [r for n in names for r in sample(by_task.get(n, []), max_per_task or None, seed, f"{n}:select")]
 
 
 def candidates(
@@ -66,19 +53,7 @@ def candidates(
     passages = list(folder.passages())
     records = select_records(list(folder.records(split)), tasks, max_per_task, seed)
     with console.status(f"indexing {len(passages):,} pool items with {retriever}"):
-        index = (
-            BM25Retriever(passages, n_threads=threads) if retriever == "bm25" else DenseRetriever(retriever, passages)
-        )
-    with progress_bar("queries") as bar:
-        task = bar.add_task("mining", total=len(records))
-        mined = mine_candidates(
-            records,
-            passages,
-            index,
-            top_n=top_n,
-            scope=scope,  # type: ignore[arg-type]
-            on_batch=lambda n: bar.advance(task, n),
-        )
-        count = write_jsonl(out, mined)
+        index = load_retriever(retriever, passages, n_threads=threads)
+    count = mine_to_file(records, passages, index, out, top_n=top_n, scope=scope)
     write_manifest(manifest_path(out), "candidates", config, inputs=inputs, outputs=[out], retriever=index.config)
     console.print(f"{count:,} candidate lists (top {top_n}, scope {scope}) -> {out}")

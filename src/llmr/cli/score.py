@@ -10,14 +10,13 @@ from rich.table import Table
 
 from llmr.cli.llm import DTYPE_HELP, MODEL_HELP, backend_options
 from llmr.data.directory import DataDir
-from llmr.data.jsonl import read_jsonl, write_jsonl
+from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
 from llmr.llm import DEFAULT_LLM, load_llm
 from llmr.llm.models import cache_dir
 from llmr.manifest import file_fingerprint, is_up_to_date, manifest_path, write_manifest
-from llmr.progress import progress_bar
 from llmr.scoring.cache import ScoreCache
-from llmr.scoring.feedback import ScoringConfig, collect, make_jobs, plan, run_scoring, unique_pairs
+from llmr.scoring.feedback import ScoringConfig, make_jobs, plan, score_to_file
 
 console = Console()
 
@@ -68,16 +67,9 @@ def score(
         table.add_row("estimated time", f"{eta / 60:,.1f} min ({eta / 3600:,.2f} h)")
         console.print(table)
         return
-    with progress_bar("pairs", extra_rate="tokens") as bar:
-        task = bar.add_task("scoring", total=len(unique_pairs(jobs)), tokens=0)
-
-        def advance(n_pairs: int, n_tokens: int) -> None:
-            bar.update(task, advance=n_pairs, tokens=bar.tasks[task].fields["tokens"] + n_tokens)
-
-        stats = run_scoring(jobs, llm, store, config, on_chunk=advance)
-    count = write_jsonl(out, collect(jobs, llm.fingerprint, store))
+    stats = score_to_file(jobs, llm, store, config, out)
     write_manifest(manifest_path(out), "score", settings, inputs=inputs, outputs=[out], stats=stats)
     console.print(
-        f"{count:,} queries, {stats['pairs']:,} unique pairs ({stats['cached']:,} from cache, "
+        f"{stats['queries']:,} queries, {stats['pairs']:,} unique pairs ({stats['cached']:,} from cache, "
         f"{stats['scored']:,} scored) -> {out}"
     )

@@ -31,7 +31,7 @@ def reward(
     batch_size: int = typer.Option(8, help="Groups (1 positive + negatives) per step."),
     learning_rate: float = typer.Option(2e-5, help="Peak learning rate."),
     n_negatives: int = typer.Option(7, help="Negatives per group, from the LLM's bottom 16."),
-    bf16: bool = typer.Option(True, help="bf16 autocast (faster on CPUs with AVX-512 BF16)."),
+    bf16: bool = typer.Option(None, help="bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it."),
     seed: int = typer.Option(42, help="Seed for groups and training."),
     score_all: Path = typer.Option(
         None, "--score-all", help="Also write teacher scores: every candidate scored by the reward model, to this file."
@@ -99,7 +99,7 @@ def retriever(
     learning_rate: float = typer.Option(3e-5, help="Peak learning rate."),
     temperature: float = typer.Option(0.01, help="τ: similarities are cosine / τ."),
     contrastive_weight: float = typer.Option(0.2, help="Weight of the in-batch InfoNCE term (teacher reward)."),
-    bf16: bool = typer.Option(True, help="bf16 autocast (faster on CPUs with AVX-512 BF16)."),
+    bf16: bool = typer.Option(None, help="bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it."),
     seed: int = typer.Option(42, help="Seed for groups and training."),
 ) -> None:
     """Train the bi-encoder retriever; the result loads with SentenceTransformer(path)."""

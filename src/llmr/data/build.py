@@ -18,7 +18,7 @@ from llmr.data.jsonl import DataFileError, write_jsonl
 from llmr.data.schema import Passage, Record
 from llmr.data.sources import SPLITS, RowSource
 from llmr.manifest import write_manifest
-from llmr.tasks import RowError, Task
+from llmr.tasks import RowError, Task, resolve_tasks
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,15 @@ def sample(records: list[Record], cap: int | None, seed: int, key: str) -> list[
         return records
     chosen = sorted(random.Random(f"{seed}:{key}").sample(range(len(records)), cap))
     return [records[i] for i in chosen]
+
+
+def select_records(records: Sequence[Record], tasks: str | None, max_per_task: int, seed: int) -> list[Record]:
+    """Records of the chosen tasks, at most `max_per_task` of each (seeded sample, source order; 0 = all)."""
+    by_task: dict[str, list[Record]] = {}
+    for r in records:
+        by_task.setdefault(r.task_name, []).append(r)
+    names = [t.name for t in resolve_tasks(tasks, available=set(by_task))] if tasks else list(by_task)
+    return [r for n in names for r in sample(by_task.get(n, []), max_per_task or None, seed, f"{n}:select")]
 
 
 def pool_item(task: Task, record: Record) -> Passage:

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llmr.data.schema import CandidateList, Passage
@@ -174,3 +175,21 @@ def plan(
     else:
         report.update(calibration_tokens_per_s=None, estimated_seconds=0.0)
     return report
+
+
+def score_to_file(
+    jobs: Sequence[Job], llm: LLM, cache: ScoreCache, config: ScoringConfig, out: Path | str
+) -> dict[str, int]:
+    """Score with a progress bar (pairs/s, tokens/s, ETA), then write the scored lists atomically to `out`."""
+    from llmr.data.jsonl import write_jsonl
+    from llmr.progress import progress_bar
+
+    with progress_bar("pairs", extra_rate="tokens") as bar:
+        task = bar.add_task("scoring", total=len(unique_pairs(jobs)), tokens=0)
+
+        def advance(n_pairs: int, n_tokens: int) -> None:
+            bar.update(task, advance=n_pairs, tokens=bar.tasks[task].fields["tokens"] + n_tokens)
+
+        stats = run_scoring(jobs, llm, cache, config, on_chunk=advance)
+    stats["queries"] = write_jsonl(out, collect(jobs, llm.fingerprint, cache))
+    return stats

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from llmr.data.schema import CandidateList, Passage
 from llmr.training.fit import fit
@@ -34,7 +34,7 @@ class RetrieverConfig:
     temperature: float = 0.01
     contrastive_weight: float = 0.2
     max_length: int = 256
-    bf16: bool = True
+    bf16: bool | None = None  # None: bf16 autocast where the hardware has it (~1.5x for MiniLM), else fp32
     seed: int = 42
     groups: GroupConfig = field(default_factory=lambda: GroupConfig(n_negatives=3))
 
@@ -57,9 +57,14 @@ def retriever_dataset(candidates: Sequence[CandidateList], passages: Mapping[str
 
 
 def train_retriever(
-    candidates: Sequence[CandidateList], passages: Mapping[str, Passage], out: Path | str, config: RetrieverConfig
+    candidates: Sequence[CandidateList],
+    passages: Mapping[str, Passage],
+    out: Path | str,
+    config: RetrieverConfig,
+    **fit_options: Any,
 ) -> Path:
-    """Train from teacher-scored (reward) or LLM-scored (EPR) candidate lists; save to `out`."""
+    """Train from teacher-scored (reward) or LLM-scored (EPR) candidate lists; save to `out`.
+    `fit_options` go to `fit` (save_steps, callbacks)."""
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,
@@ -77,5 +82,12 @@ def train_retriever(
     else:
         loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
     return fit(
-        SentenceTransformerTrainer, SentenceTransformerTrainingArguments, model, dataset, loss, Path(out), config
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+        model,
+        dataset,
+        loss,
+        Path(out),
+        config,
+        **fit_options,
     )

@@ -11,6 +11,7 @@ import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from llmr.data.schema import CandidateList, Passage
 from llmr.scoring.feedback import answer_text
@@ -39,7 +40,7 @@ class RewardConfig:
     batch_size: int = 8  # groups per step (8 pairs each)
     learning_rate: float = 2e-5
     max_length: int = 256
-    bf16: bool = True  # autocast on CPU: ~1.5x faster for MiniLM (measured)
+    bf16: bool | None = None  # None: bf16 autocast where the hardware has it (~1.5x for MiniLM), else fp32
     seed: int = 42
     groups: GroupConfig = field(default_factory=GroupConfig)
 
@@ -62,9 +63,14 @@ def reward_dataset(candidates: Sequence[CandidateList], passages: Mapping[str, P
 
 
 def train_reward_model(
-    candidates: Sequence[CandidateList], passages: Mapping[str, Passage], out: Path | str, config: RewardConfig
+    candidates: Sequence[CandidateList],
+    passages: Mapping[str, Passage],
+    out: Path | str,
+    config: RewardConfig,
+    **fit_options: Any,
 ) -> Path:
-    """Train and save the reward model to `out` (a plain CrossEncoder folder; resumes after a kill)."""
+    """Train and save the reward model to `out` (a plain CrossEncoder folder; resumes after a kill).
+    `fit_options` go to `fit` (save_steps, callbacks)."""
     from sentence_transformers.cross_encoder import (
         CrossEncoder,
         CrossEncoderTrainer,
@@ -75,7 +81,14 @@ def train_reward_model(
     model = CrossEncoder(resolve_encoder(config.model), num_labels=1, max_length=config.max_length)
     dataset = reward_dataset(candidates, passages, config)
     return fit(
-        CrossEncoderTrainer, CrossEncoderTrainingArguments, model, dataset, ListNetLoss(model), Path(out), config
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+        model,
+        dataset,
+        ListNetLoss(model),
+        Path(out),
+        config,
+        **fit_options,
     )
 
 

@@ -1,0 +1,95 @@
+"""One YAML file describes a whole LLM-R run; pydantic validates it (unknown keys are errors).
+
+The training sections reuse the trainers' own dataclasses, so a default changes in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmr.llm import DEFAULT_LLM
+from llmr.scoring.feedback import ScoringConfig
+from llmr.training.retriever import RetrieverConfig
+from llmr.training.reward import RewardConfig
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSection(Section):
+    source: str = "shared"  # as `llmr data build --source`
+    tasks: str = "all-available"
+    max_train: int | None = 30_000
+    max_test: int | None = None
+
+
+class CandidatesSection(Section):
+    top_n: int = Field(100, ge=1)
+    scope: Literal["task", "unified"] = "unified"
+    max_per_task: int = Field(0, ge=0)  # training queries mined (then scored) per task; 0 = all
+
+
+class LLMSection(Section):
+    model: str = DEFAULT_LLM
+    backend: str = "hf"
+    dtype: str = "auto"
+    batch_tokens: int = 8192
+
+    def options(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "batch_tokens": self.batch_tokens} if self.backend == "hf" else {}
+
+
+class PipelineConfig(Section):
+    """`llmr pipeline run config.yaml`: data -> (candidates -> score -> reward -> retriever) x iterations."""
+
+    iterations: int = Field(2, ge=1)
+    seed: int = 42
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # training queries held back to measure agreement
+    epr: bool = False  # also train the EPR baseline from iteration 1's LLM scores
+    data: DataSection = DataSection()
+    candidates: CandidatesSection = CandidatesSection()
+    llm: LLMSection = LLMSection()
+    scoring: ScoringConfig = ScoringConfig()
+    reward: RewardConfig = RewardConfig()
+    retriever: RetrieverConfig = RetrieverConfig()
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, overrides: list[str] | None = None) -> PipelineConfig:
+        """Read a YAML file (None: the defaults), apply `section.key=value` overrides, validate."""
+        where = str(path) if path else "config"
+        raw: Any = {}
+        if path:
+            try:
+                raw = yaml.safe_load(Path(path).read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{where}: not valid YAML: {exc}") from None
+            if not isinstance(raw, dict):
+                raise ValueError(f"{where}: the top level must be a mapping of sections")
+        try:
+            return cls.model_validate(apply_overrides(raw, overrides or []))
+        except ValidationError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides (values parsed as YAML) to a raw config mapping."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r}: expected section.key=value")
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return raw

@@ -1,0 +1,196 @@
+"""`llmr pipeline`: LLM-R end to end, as stages whose outputs are keyed by what produced them.
+
+    data -> iteration 1: candidates (BM25) -> score (LLM) -> reward (+ teacher scores) -> retriever
+         -> iteration 2: candidates (retriever 1) -> score -> reward -> retriever -> ...
+         (+ epr: the EPR baseline from iteration 1's LLM scores, when asked for)
+
+Each stage writes into `<out>/<iteration>/<stage>-<key>/`, where the key hashes the stage's config
+and the keys of the stages it reads from (and, for data, the source files' fingerprints). A stage
+is done when its `stage.json` holds that key: a re-run skips it, a changed setting gives a new key
+to that stage and everything downstream, and switching a setting back finds the old outputs again.
+A killed stage runs again in the same folder: scoring resumes from the score cache and training
+from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from llmr.data.schema import CandidateList
+from llmr.llm.base import LLM
+from llmr.manifest import config_hash, write_manifest
+from llmr.pipeline.config import PipelineConfig
+
+STAGE_VERSION = 1  # bump when a stage's code changes what it writes
+
+
+@dataclass
+class StageResult:
+    name: str  # e.g. "iteration-1/score"
+    key: str
+    path: Path
+    ran: bool
+    seconds: float
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def held_back(query_id: str, fraction: float, seed: int) -> bool:
+    """A stable, seeded split of training queries: held-back ones measure agreement, never train."""
+    digest = hashlib.sha256(f"{seed}:{query_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        out: Path | str,
+        llm: LLM | None = None,
+        cache: Path | str | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.config = config
+        self.out = Path(out)
+        self._llm = llm
+        self.cache = cache
+        self.console = console or Console(stderr=True)
+        self.results: list[StageResult] = []
+
+    # -- stage bookkeeping -------------------------------------------------------------------------
+
+    def stage(
+        self, name: str, settings: dict[str, Any], upstream: Sequence[StageResult], work: Callable[[Path], dict]
+    ) -> StageResult:
+        """Run `work(folder)` unless a finished stage with the same key exists; record the result."""
+        kind = name.rsplit("/", 1)[-1]
+        key = config_hash(
+            {"stage": kind, "version": STAGE_VERSION, "settings": settings, "upstream": [u.key for u in upstream]}
+        )
+        path = self.out / f"{name}-{key}"
+        marker = path / "stage.json"
+        if marker.exists():
+            done = json.loads(marker.read_text())
+            if done.get("key") == key:
+                result = StageResult(name, key, path, False, done.get("seconds", 0.0), done.get("report", {}))
+                self.console.print(f"[dim]✓ {name}: done before ({path})[/]")
+                self.results.append(result)
+                return result
+        self.console.print(f"[bold]▶ {name}[/] -> {path}")
+        path.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        report = work(path) or {}
+        seconds = time.perf_counter() - start
+        write_manifest(
+            marker,
+            kind,
+            settings,
+            inputs={u.name: u.key for u in upstream},
+            key=key,
+            seconds=seconds,
+            report=report,
+        )
+        self.console.print(f"[green]✓ {name}[/] in {seconds:,.0f} s {_short(report)}")
+        result = StageResult(name, key, path, True, seconds, report)
+        self.results.append(result)
+        return result
+
+    @property
+    def llm(self) -> LLM:
+        if self._llm is None:
+            from llmr.llm import load_llm
+
+            self._llm = load_llm(self.config.llm.model, self.config.llm.backend, **self.config.llm.options())
+        return self._llm
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def run(self) -> list[StageResult]:
+        from llmr.pipeline import stages
+
+        cfg = self.config
+        started = time.perf_counter()
+        self.results = []
+        source, tasks, fingerprints = stages.resolve_data(cfg.data)
+        data = self.stage(
+            "data",
+            {"data": cfg.data.model_dump(), "seed": cfg.seed, "sources": fingerprints},
+            [],
+            lambda path: stages.build_data(source, tasks, cfg, path),
+        )
+        retriever: StageResult | None = None
+        for it in range(1, cfg.iterations + 1):
+            prefix = f"iteration-{it}/"
+            mined_by = [data] if retriever is None else [data, retriever]
+            cands = self.stage(
+                prefix + "candidates",
+                {"candidates": cfg.candidates.model_dump(), "seed": cfg.seed},
+                mined_by,
+                lambda path, r=retriever: stages.mine(data.path, "bm25" if r is None else str(r.path), cfg, path),
+            )
+            scored = self.stage(
+                prefix + "score",
+                {"llm": cfg.llm.model_dump(), "scoring": {**asdict(cfg.scoring), "chunk_pairs": None}},
+                [data, cands],
+                lambda path, c=cands: stages.score(data.path, c.path, self.llm, self.cache, cfg, path),
+            )
+            split = {"validation_fraction": cfg.validation_fraction, "seed": cfg.seed}
+            reward = self.stage(
+                prefix + "reward",
+                {"reward": asdict(cfg.reward), **split},
+                [data, scored],
+                lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
+            )
+            retriever = self.stage(
+                prefix + "retriever",
+                {"retriever": asdict(cfg.retriever), **split},
+                [data, reward],
+                lambda path, r=reward: stages.retriever(
+                    data.path, r.path / stages.TEACHER_FILE, cfg.retriever, self._is_train, path
+                ),
+            )
+            if it == 1 and cfg.epr:
+                epr = {**asdict(cfg.retriever), "teacher": "llm"}
+                self.stage(
+                    prefix + "epr",
+                    {"retriever": epr, **split},
+                    [data, scored, reward],  # reward: its teacher scores measure agreement on held-back queries
+                    lambda path, s=scored, r=reward: stages.epr(data.path, s.path, r.path, cfg, self._is_train, path),
+                )
+        self._finish(time.perf_counter() - started)
+        return self.results
+
+    def _is_train(self, cands: CandidateList) -> bool:
+        return not held_back(cands.query_id, self.config.validation_fraction, self.config.seed)
+
+    def _finish(self, seconds: float) -> None:
+        final = next(r for r in reversed(self.results) if r.name.endswith("/retriever"))
+        link = self.out / "retriever"
+        if link.is_symlink() or not link.exists():
+            link.unlink(missing_ok=True)
+            link.symlink_to(final.path.relative_to(self.out), target_is_directory=True)
+        write_manifest(
+            self.out / "manifest.json",
+            "pipeline",
+            self.config.dump(),
+            inputs={r.name: r.key for r in self.results},
+            seconds=seconds,
+            retriever=str(final.path),
+            stages=[{**asdict(r), "path": str(r.path)} for r in self.results],
+        )
+        self.console.print(
+            f"[bold green]done[/] in {seconds:,.0f} s: retriever -> {final.path} "
+            f"(also {link}); SentenceTransformer('{final.path}') loads it"
+        )
+
+
+def _short(report: dict[str, Any]) -> str:
+    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in report.items() if not isinstance(v, dict)}
+    return f"[dim]{shown}[/]" if shown else ""

@@ -1,0 +1,53 @@
+"""How often one scorer orders a query's candidates as another does (pairwise agreement).
+
+Used on held-back training queries: does the reward model follow the LLM, and does the retriever
+follow the reward model (better than the encoder it started from)?
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from llmr.data.schema import CandidateList, Passage
+from llmr.scoring.feedback import PENALTY
+
+
+def pairwise_agreement(reference: Sequence[float], predicted: Sequence[float]) -> tuple[int, int]:
+    """(agreeing, compared) over candidate pairs the reference orders strictly; penalized (-100) ones are skipped."""
+    ref, pred = np.asarray(reference, dtype=float), np.asarray(predicted, dtype=float)
+    keep = ref > PENALTY
+    ref, pred = ref[keep], pred[keep]
+    i, j = np.triu_indices(len(ref), k=1)
+    strict = ref[i] != ref[j]
+    agree = np.sign(ref[i] - ref[j]) == np.sign(pred[i] - pred[j])
+    return int((agree & strict).sum()), int(strict.sum())
+
+
+def agreement(reference: Sequence[CandidateList], predicted: Mapping[str, Sequence[float]]) -> float | None:
+    """Micro-averaged pairwise agreement of `predicted[query_id]` with each reference list's doc_scores."""
+    agree = total = 0
+    for cands in reference:
+        a, n = pairwise_agreement(cands.doc_scores, predicted[cands.query_id])
+        agree, total = agree + a, total + n
+    return agree / total if total else None
+
+
+def retriever_similarities(
+    model: str, candidates: Sequence[CandidateList], passages: Mapping[str, Passage]
+) -> dict[str, list[float]]:
+    """Cosine similarity of each query (alone, as at test time) to each of its candidates, per query id."""
+    from sentence_transformers import SentenceTransformer
+
+    from llmr.training.reward import resolve_encoder
+
+    encoder = SentenceTransformer(resolve_encoder(model))
+    docs = sorted({d for c in candidates for d in c.doc_ids})
+    doc_vecs = dict(
+        zip(docs, encoder.encode([passages[d].contents for d in docs], normalize_embeddings=True), strict=True)
+    )
+    query_vecs = encoder.encode([c.query for c in candidates], normalize_embeddings=True)
+    return {
+        c.query_id: [float(q @ doc_vecs[d]) for d in c.doc_ids] for c, q in zip(candidates, query_vecs, strict=True)
+    }
