@@ -1,30 +1,68 @@
-"""Dense retrieval over the pool with a sentence-transformers encoder (the trained llmr retriever,
-or any encoder). Exact cosine search with numpy; FAISS indexes come with the evaluation stage."""
+"""Dense retrieval over the pool with a sentence-transformers encoder (the trained llmr retriever, or
+any encoder): normalised embeddings in a FAISS inner-product index (exact cosine search).
+
+With `index_dir`, the index is saved as `<index_dir>/<key>.faiss`, keyed by the encoder's and the
+pool's fingerprints, and reused only when both match.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from llmr.data.schema import Passage
+from llmr.manifest import config_hash, file_fingerprint
+
+
+def pool_fingerprint(passages: Sequence[Passage]) -> str:
+    digest = hashlib.sha256()
+    for p in passages:
+        digest.update(f"{len(p.id)}:{p.id}{len(p.contents)}:{p.contents}{p.task_name}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def encoder_fingerprint(model: str, path: str) -> str:
+    """The weights' hash for a local folder, else the name (a hub id, pinned by the hub's revision)."""
+    weights = Path(path) / "model.safetensors"
+    return file_fingerprint(weights) if weights.is_file() else model
 
 
 class DenseRetriever:
     name = "dense"
 
-    def __init__(self, model: str, passages: Sequence[Passage], batch_size: int = 128) -> None:
+    def __init__(
+        self, model: str, passages: Sequence[Passage], batch_size: int = 128, index_dir: Path | str | None = None
+    ) -> None:
+        import faiss
         from sentence_transformers import SentenceTransformer
 
         from llmr.training.reward import resolve_encoder
 
-        self.encoder = SentenceTransformer(resolve_encoder(model))
+        path = resolve_encoder(model)
+        self.encoder = SentenceTransformer(path)
         self.batch_size = batch_size
         self.size = len(passages)
-        self.vectors = self._encode([p.contents for p in passages])
-        self.config = {"retriever": self.name, "model": model}
+        pool = pool_fingerprint(passages)
+        self.fingerprint = config_hash({"encoder": encoder_fingerprint(model, path), "pool": pool})
+        self.config = {"retriever": self.name, "model": model, "index": self.fingerprint}
+        saved = Path(index_dir) / f"{self.fingerprint}.faiss" if index_dir else None
+        if saved is not None and saved.is_file():
+            self.index = faiss.read_index(str(saved))
+        else:
+            vectors = self.encode([p.contents for p in passages])
+            self.index = faiss.IndexFlatIP(vectors.shape[1])
+            self.index.add(vectors)
+            if saved is not None:
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                tmp = saved.with_name(f".{saved.name}.{os.getpid()}.tmp")
+                faiss.write_index(self.index, str(tmp))
+                os.replace(tmp, saved)
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -36,11 +74,11 @@ class DenseRetriever:
     def search(
         self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        k = min(k, self.size)
-        sims = self._encode(queries) @ self.vectors.T
+        import faiss
+
+        k = min(k, self.size if allowed is None else int(allowed.sum()))
+        params = None
         if allowed is not None:
-            sims[:, ~allowed] = -np.inf
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
-        docs = np.take_along_axis(top, order, axis=1)
-        return docs, np.take_along_axis(sims, docs, axis=1)
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64)))
+        scores, docs = self.index.search(self.encode(queries), k, params=params)
+        return docs, scores

@@ -77,7 +77,9 @@ def train_reward_model(
         CrossEncoderTrainingArguments,
     )
     from sentence_transformers.cross_encoder.losses import ListNetLoss
+    from transformers import set_seed
 
+    set_seed(config.seed)  # the new score head's initial weights
     model = CrossEncoder(resolve_encoder(config.model), num_labels=1, max_length=config.max_length)
     dataset = reward_dataset(candidates, passages, config)
     return fit(

@@ -1,0 +1,60 @@
+"""Training checkpoints: a killed run resumes where it stopped; a changed config never resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_reward import _data
+from transformers import TrainerCallback
+
+from llmr.training.reward import RewardConfig, train_reward_model
+
+CONFIG = RewardConfig(epochs=4, batch_size=6, learning_rate=5e-5, bf16=False)  # 24 groups: 4 steps
+
+
+class Steps(TrainerCallback):
+    """Counts the optimizer steps a run takes; raises KeyboardInterrupt (a kill) after `kill_at`."""
+
+    def __init__(self, kill_at: int | None = None) -> None:
+        self.kill_at = kill_at
+        self.steps: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+        if state.global_step == self.kill_at:
+            raise KeyboardInterrupt
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    cands, pool = _data()
+    out = tmp_path / "reward"
+    killed = Steps(kill_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[killed])
+    assert killed.steps == [1, 2, 3] and (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (out / "model.safetensors").exists()
+
+    resumed = Steps()
+    train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[resumed])
+    assert resumed.steps == [3, 4]  # steps 1-2 came from the checkpoint
+    assert (out / "model.safetensors").exists() and not (out / "checkpoints").exists()
+
+    straight = train_reward_model(cands, pool, tmp_path / "straight", CONFIG)
+    a, b = load_file(out / "model.safetensors"), load_file(straight / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4  # the same model as an uninterrupted run
+
+
+def test_checkpoints_of_another_config_are_not_resumed(tmp_path: Path) -> None:
+    cands, pool = _data()
+    out = tmp_path / "reward"
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[Steps(kill_at=3)])
+    other = Steps()
+    train_reward_model(
+        cands, pool, out, RewardConfig(epochs=4, batch_size=6, learning_rate=1e-5, bf16=False), callbacks=[other]
+    )
+    assert other.steps == [1, 2, 3, 4]  # started over

@@ -1,0 +1,199 @@
+"""`llmr pipeline`: config validation, stage keys (skip / redo only what changed), and a real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fakes import FakeLLM
+
+from llmr.pipeline import Pipeline, PipelineConfig
+from llmr.pipeline.runner import held_back
+
+TINY = [
+    "data.source=samples",
+    "data.tasks=sst2,ag_news,copa,natural_questions",
+    "candidates.top_n=6",
+    "scoring.n_candidates=5",
+    "reward.epochs=1",
+    "reward.batch_size=4",
+    "retriever.epochs=1",
+    "retriever.batch_size=4",
+    "validation_fraction=0.25",
+]
+
+
+def tiny(*extra: str, iterations: int = 1) -> PipelineConfig:
+    return PipelineConfig.load(None, [*TINY, f"iterations={iterations}", *extra])
+
+
+def ran(results) -> dict[str, bool]:
+    return {r.name: r.ran for r in results}
+
+
+# -- config -------------------------------------------------------------------------------------
+
+
+def test_config_reads_yaml_and_applies_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("iterations: 3\nreward:\n  epochs: 2\nretriever:\n  learning_rate: 1.0e-5\n")
+    cfg = PipelineConfig.load(path, ["reward.epochs=4", "scoring.n_candidates=8"])
+    assert cfg.iterations == 3 and cfg.reward.epochs == 4 and cfg.scoring.n_candidates == 8
+    assert cfg.retriever.learning_rate == 1e-5 and cfg.reward.learning_rate == 2e-5  # untouched default
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("reward:\n  epoch: 2\n", [], "reward.epoch"),  # a typo is an error, not a silent default
+        ("retriever:\n  teacher: human\n", [], "retriever.teacher"),
+        ("iterations: 0\n", [], "iterations"),
+        ("[1, 2]\n", [], "mapping of sections"),
+        ("reward: [\n", [], "not valid YAML"),
+        ("", ["reward.epochs"], "expected section.key=value"),
+    ],
+)
+def test_config_errors_name_the_file_and_setting(tmp_path: Path, text: str, overrides: list[str], message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="bad.yaml|override") as info:
+        PipelineConfig.load(path, overrides)
+    assert message in str(info.value)
+
+
+def test_shipped_configs_are_valid() -> None:
+    for path in (Path(__file__).parents[1] / "configs").glob("*.yaml"):
+        assert PipelineConfig.load(path).iterations >= 1, path
+
+
+def test_held_back_split_is_stable_and_near_the_fraction() -> None:
+    ids = [f"q{i}" for i in range(2000)]
+    first = [held_back(q, 0.1, 42) for q in ids]
+    assert first == [held_back(q, 0.1, 42) for q in ids]
+    assert 0.07 < sum(first) / len(ids) < 0.13
+    assert first != [held_back(q, 0.1, 7) for q in ids]  # the seed matters
+    assert not any(held_back(q, 0.0, 42) for q in ids)
+
+
+# -- stage keys ---------------------------------------------------------------------------------
+
+
+def test_rerun_does_no_work_and_a_retriever_setting_redoes_only_the_retriever(tmp_path: Path) -> None:
+    out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
+    llm = FakeLLM()
+    first = Pipeline(tiny(), out, llm=llm, cache=cache).run()
+    assert list(ran(first)) == [
+        "data",
+        "iteration-1/candidates",
+        "iteration-1/score",
+        "iteration-1/reward",
+        "iteration-1/retriever",
+    ]
+    assert all(ran(first).values())
+    scored_calls = len(llm.calls)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
+
+    again = Pipeline(tiny(), out, llm=llm, cache=cache).run()
+    assert not any(ran(again).values())
+    assert len(llm.calls) == scored_calls  # the LLM was not asked again
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no stage output rewritten
+
+    changed = Pipeline(tiny("retriever.learning_rate=1e-4"), out, llm=llm, cache=cache).run()
+    assert [name for name, r in ran(changed).items() if r] == ["iteration-1/retriever"]
+    assert changed[-1].path != first[-1].path and first[-1].path.exists()  # the old one stays, reusable
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["retriever"]["learning_rate"] == 1e-4
+    assert manifest["retriever"] == str(changed[-1].path)
+    assert (out / "retriever").resolve() == changed[-1].path.resolve()
+
+
+def test_second_iteration_mines_with_the_first_retriever_and_reuses_iteration_one(tmp_path: Path) -> None:
+    out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
+    one = Pipeline(tiny(), out, llm=FakeLLM(), cache=cache).run()
+    two = Pipeline(tiny(iterations=2), out, llm=FakeLLM(), cache=cache).run()
+    assert [r.name for r in two if r.ran] == [
+        "iteration-2/candidates",
+        "iteration-2/score",
+        "iteration-2/reward",
+        "iteration-2/retriever",
+    ]
+    assert [r.key for r in two[: len(one)]] == [r.key for r in one]
+    mined = json.loads((two[5].path / "stage.json").read_text())
+    assert mined["report"]["retriever"] == "dense"
+    assert mined["inputs"]["iteration-1/retriever"] == one[-1].key
+
+
+def test_changed_data_setting_redoes_everything(tmp_path: Path) -> None:
+    out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
+    Pipeline(tiny(), out, llm=FakeLLM(), cache=cache).run()
+    again = Pipeline(tiny("data.tasks=sst2,copa,natural_questions"), out, llm=FakeLLM(), cache=cache).run()
+    assert all(ran(again).values())
+
+
+def test_a_killed_stage_reruns_in_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmr.pipeline import stages
+
+    out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(stages, "reward", killed)
+        with pytest.raises(KeyboardInterrupt):
+            Pipeline(tiny(), out, llm=FakeLLM(), cache=cache).run()
+    [folder] = (out / "iteration-1").glob("reward-*")
+    assert not (folder / "stage.json").exists()  # not marked done
+    results = Pipeline(tiny(), out, llm=FakeLLM(), cache=cache).run()
+    assert [r.name for r in results if r.ran] == ["iteration-1/reward", "iteration-1/retriever"]
+    assert results[3].path == folder and (folder / "stage.json").exists()
+
+
+# -- the real models --------------------------------------------------------------------------
+
+
+def test_real_pipeline_trains_a_loadable_retriever_from_gemma_feedback(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from typer.testing import CliRunner
+
+    from llmr.cli import app
+
+    args = ["pipeline", "-o", str(tmp_path / "run"), "--cache", str(tmp_path / "scores.sqlite"), "--iterations", "1"]
+    for item in TINY:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    score = next(s for s in manifest["stages"] if s["name"] == "iteration-1/score")
+    assert score["report"]["llm"].startswith("hf:gemma-3-270m") and score["report"]["scored"] > 0
+    reward = next(s for s in manifest["stages"] if s["name"] == "iteration-1/reward")
+    assert reward["report"]["held_back_queries"] > 0 and reward["report"]["train_queries"] > 0
+    model = SentenceTransformer(str(tmp_path / "run" / "retriever"))
+    assert model.encode(["a query"]).shape == (1, 384)
+    assert not list((tmp_path / "run").rglob("checkpoints"))  # removed once the model is saved
+
+
+def test_cli_rejects_an_unknown_setting() -> None:
+    from typer.testing import CliRunner
+
+    from llmr.cli import app
+
+    result = CliRunner().invoke(app, ["pipeline", "--set", "reward.epoch=2"])
+    assert result.exit_code == 2 and "reward.epoch" in result.output
+
+
+def test_cli_shows_the_validated_config() -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from llmr.cli import app
+
+    result = CliRunner().invoke(
+        app, ["pipeline", "--show-config", "--iterations", "3", "--set", "llm.model=smollm2-135m"]
+    )
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["iterations"] == 3 and shown["llm"]["model"] == "smollm2-135m"
+    assert PipelineConfig.model_validate(shown).iterations == 3
