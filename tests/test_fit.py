@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_reward import _data
 from transformers import TrainerCallback
 
 from llmr.training.reward import RewardConfig, train_reward_model
+from test_reward import _data
 
 CONFIG = RewardConfig(epochs=4, batch_size=6, learning_rate=5e-5, bf16=False)  # 24 groups: 4 steps
 

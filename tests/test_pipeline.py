@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fakes import FakeLLM
 
+from fakes import FakeLLM
 from llmr.pipeline import Pipeline, PipelineConfig
 from llmr.pipeline.runner import held_back
 
@@ -57,7 +57,7 @@ def test_config_reads_yaml_and_applies_overrides(tmp_path: Path) -> None:
 def test_config_errors_name_the_file_and_setting(tmp_path: Path, text: str, overrides: list[str], message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(ValueError, match="bad.yaml|override") as info:
+    with pytest.raises(ValueError, match=r"bad\.yaml|override") as info:
         PipelineConfig.load(path, overrides)
     assert message in str(info.value)
 

@@ -31,6 +31,29 @@ def encoder_fingerprint(model: str, path: str) -> str:
     return file_fingerprint(weights) if weights.is_file() else model
 
 
+class Encoder:
+    """A sentence-transformers encoder giving L2-normalised float32 vectors."""
+
+    def __init__(self, model: str, batch_size: int = 128) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        from llmr.training.reward import resolve_encoder
+
+        path = resolve_encoder(model)
+        self.model = SentenceTransformer(path)
+        self.batch_size = batch_size
+        self.fingerprint = encoder_fingerprint(model, path)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32)
+
+
 class DenseRetriever:
     name = "dense"
 
@@ -38,16 +61,11 @@ class DenseRetriever:
         self, model: str, passages: Sequence[Passage], batch_size: int = 128, index_dir: Path | str | None = None
     ) -> None:
         import faiss
-        from sentence_transformers import SentenceTransformer
 
-        from llmr.training.reward import resolve_encoder
-
-        path = resolve_encoder(model)
-        self.encoder = SentenceTransformer(path)
-        self.batch_size = batch_size
+        self.encoder = Encoder(model, batch_size)
+        self.encode = self.encoder.encode
         self.size = len(passages)
-        pool = pool_fingerprint(passages)
-        self.fingerprint = config_hash({"encoder": encoder_fingerprint(model, path), "pool": pool})
+        self.fingerprint = config_hash({"encoder": self.encoder.fingerprint, "pool": pool_fingerprint(passages)})
         self.config = {"retriever": self.name, "model": model, "index": self.fingerprint}
         saved = Path(index_dir) / f"{self.fingerprint}.faiss" if index_dir else None
         if saved is not None and saved.is_file():
@@ -61,15 +79,6 @@ class DenseRetriever:
                 tmp = saved.with_name(f".{saved.name}.{os.getpid()}.tmp")
                 faiss.write_index(self.index, str(tmp))
                 os.replace(tmp, saved)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        ).astype(np.float32)
 
     def search(
         self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None

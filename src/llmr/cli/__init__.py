@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from llmr.cli import candidates, data, demo, llm, pipeline, score, tasks, train
+from llmr.cli import candidates, data, demo, evaluate, llm, pipeline, score, tasks, train
 
 app = typer.Typer(
     name="llmr",
@@ -22,6 +22,7 @@ app.command("candidates")(candidates.candidates)
 app.command("score")(score.score)
 app.command("demo")(demo.demo)
 app.command("pipeline")(pipeline.pipeline)
+app.command("eval")(evaluate.eval_cmd)
 
 
 @app.callback()

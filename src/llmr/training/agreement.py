@@ -38,16 +38,12 @@ def retriever_similarities(
     model: str, candidates: Sequence[CandidateList], passages: Mapping[str, Passage]
 ) -> dict[str, list[float]]:
     """Cosine similarity of each query (alone, as at test time) to each of its candidates, per query id."""
-    from sentence_transformers import SentenceTransformer
+    from llmr.candidates.dense import Encoder
 
-    from llmr.training.reward import resolve_encoder
-
-    encoder = SentenceTransformer(resolve_encoder(model))
+    encoder = Encoder(model)
     docs = sorted({d for c in candidates for d in c.doc_ids})
-    doc_vecs = dict(
-        zip(docs, encoder.encode([passages[d].contents for d in docs], normalize_embeddings=True), strict=True)
-    )
-    query_vecs = encoder.encode([c.query for c in candidates], normalize_embeddings=True)
+    doc_vecs = dict(zip(docs, encoder.encode([passages[d].contents for d in docs]), strict=True))
+    query_vecs = encoder.encode([c.query for c in candidates])
     return {
         c.query_id: [float(q @ doc_vecs[d]) for d in c.doc_ids] for c, q in zip(candidates, query_vecs, strict=True)
     }

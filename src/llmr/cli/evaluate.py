@@ -1,0 +1,95 @@
+"""`llmr eval`: in-context evaluation of example selectors, methods x tasks x k x seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from llmr.cli.llm import DTYPE_HELP, MODEL_HELP, backend_options
+from llmr.data.build import select_records
+from llmr.data.directory import DataDir
+from llmr.evaluation import EvalSettings, OutcomeCache, evaluate, make_selector, write_report
+from llmr.llm import DEFAULT_LLM, load_llm
+from llmr.manifest import file_fingerprint, write_manifest
+from llmr.progress import progress_bar
+
+console = Console()
+SEEDED = ("random", "kmeans")  # the only selectors whose choices depend on the seed
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+
+
+def eval_cmd(
+    data: Path = typer.Option(Path("runs/data"), help="Data folder: passages (the pool) and the test split."),
+    out: Path = typer.Option(Path("runs/eval"), "--out", "-o", help="Report folder (results, plots, explanations)."),
+    methods: str = typer.Option(
+        "zero,random,kmeans,bm25,dense",
+        help="Comma-separated: zero, random, kmeans, bm25, dense, dense:<encoder>, <name>:<retriever folder> "
+        "(e.g. llmr:runs/pipeline/retriever).",
+    ),
+    tasks: str = typer.Option(
+        None, help="Only these tasks (names, categories, 'all'); default: every task in the data."
+    ),
+    k: str = typer.Option("8", help="Examples per prompt; several: '4,8'. The paper: 8."),
+    seeds: str = typer.Option("0", help="Seeds for random and k-means ('0,1,2'); other methods are deterministic."),
+    max_per_task: int = typer.Option(0, help="At most N test queries per task, a seeded sample (0 = all)."),
+    split: str = typer.Option("test", help="Which records to evaluate on."),
+    model: str = typer.Option(DEFAULT_LLM, help=MODEL_HELP),
+    backend: str = typer.Option("hf", help="LLM backend."),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
+    batch_tokens: int = typer.Option(8192, help="hf backend: token budget of one forward pass."),
+    budget_tokens: int = typer.Option(1024, help="Prompt budget in tokens; the least similar examples go first."),
+    resamples: int = typer.Option(1000, help="Paired bootstrap resamples for the confidence intervals."),
+) -> None:
+    """Evaluate selectors by the LLM's in-context score on each task; write tables, plots, explanations."""
+    ks, seed_list = _ints(k, "--k"), _ints(seeds, "--seeds") or [0]
+    specs = [m.strip() for m in methods.split(",") if m.strip()]
+    folder = DataDir(data)
+    passages = list(folder.passages())
+    records = select_records(list(folder.records(split)), tasks, max_per_task, seed=0)
+    if not records:
+        raise typer.BadParameter(f"no {split} records for tasks {tasks!r} in {data}", param_hint="--tasks")
+    llm = load_llm(model, backend, **backend_options(backend, dtype, batch_tokens))
+    settings = EvalSettings(budget_tokens=budget_tokens or None)
+    cache = OutcomeCache(out / "cache.sqlite")
+    runs = {}
+    with progress_bar("queries") as bar:
+        for spec in specs:
+            name = spec.split(":", 1)[0]
+            for seed in seed_list if name in SEEDED else seed_list[:1]:
+                with console.status(f"preparing {spec}"):
+                    selector = make_selector(spec, passages, seed, index_dir=out / "index")
+                for kk in ks:
+                    task = bar.add_task(f"{name} k={kk} seed={seed}", total=len(records))
+                    outcomes = evaluate(
+                        llm, selector, records, kk, cache, settings, on_chunk=lambda n, t=task: bar.advance(t, n)
+                    )
+                    for s in seed_list if name not in SEEDED else [seed]:
+                        runs[name, kk, s] = outcomes  # deterministic methods: the same outcomes for every seed
+    cache.close()
+    results = write_report(runs, out, resamples)
+    write_manifest(
+        out / "manifest.json",
+        "eval",
+        {
+            "methods": specs,
+            "k": ks,
+            "seeds": seed_list,
+            "max_per_task": max_per_task,
+            "split": split,
+            "llm": llm.fingerprint,
+            "budget_tokens": budget_tokens,
+            "tasks": tasks,
+        },
+        inputs={name: file_fingerprint(folder.path(name)) for name in ("passages", split)},
+        outputs=[out / "results.json", out / "results.md"],
+    )
+    console.print((out / "results.md").read_text())
+    console.print(f"report -> {out} (results.json, results.md, {', '.join(results['plots'])}, explanations.jsonl.gz)")

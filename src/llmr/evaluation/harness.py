@@ -1,0 +1,134 @@
+"""`llmr eval`: methods x tasks x k x seeds, each query's outcome cached by what produced it.
+
+An outcome's key hashes the LLM's fingerprint, the selector's fingerprint (its pool, encoder weights,
+seed), k, the prompt budget and the query itself. Outcomes are committed to SQLite chunk by chunk: a
+killed evaluation resumes where it stopped, and adding a method or a task runs only what is new.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmr.data.schema import Record
+from llmr.evaluation.inference import predict
+from llmr.evaluation.metrics import example_scores
+from llmr.evaluation.selectors import Selector
+from llmr.llm.base import LLM
+from llmr.manifest import config_hash
+from llmr.prompt import build_prompt, examples_within_budget
+from llmr.tasks import TASKS
+
+EVAL_VERSION = 1  # bump when prompts or inference change what an outcome is
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    budget_tokens: int | None = 1024  # prompt tokens (examples + query); the paper's LLaMA input limit
+    max_new_tokens: int = 64
+    chunk: int = 16  # queries per committed chunk
+
+
+class OutcomeCache:
+    """key -> outcome (JSON) in SQLite (WAL): one transaction per chunk."""
+
+    def __init__(self, path: Path | str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS outcomes (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT key, value FROM outcomes WHERE key IN ({','.join('?' * len(part))})", part
+            ).fetchall()
+            found.update((k, json.loads(v)) for k, v in rows)
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO outcomes VALUES (?, ?)", [(k, json.dumps(v)) for k, v in items]
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def outcome_key(llm: LLM, selector: Selector, k: int, settings: EvalSettings, record: Record) -> str:
+    return config_hash(
+        {
+            "version": EVAL_VERSION,
+            "llm": llm.fingerprint,
+            "selector": selector.fingerprint,
+            "k": k,
+            "budget": settings.budget_tokens,
+            "max_new_tokens": settings.max_new_tokens,
+            "record": record.model_dump(),
+        }
+    )
+
+
+def run_queries(
+    llm: LLM, selector: Selector, records: Sequence[Record], k: int, settings: EvalSettings
+) -> list[dict[str, Any]]:
+    """Select, prompt, predict and score one batch of queries of one task."""
+    task = TASKS[records[0].task_name]
+    chosen = selector.select_many(records, k)
+    prompts, shown = [], []
+    for record, examples in zip(records, chosen, strict=True):
+        texts = [e.passage.contents for e in examples]
+        n = examples_within_budget(texts, record.query, settings.budget_tokens, llm.count_tokens)
+        prompts.append(build_prompt(texts[:n][::-1], record.query))
+        shown.append(examples[:n][::-1])  # prompt order: the most similar last
+    predictions = predict(llm, task, records, prompts, settings.max_new_tokens)
+    return [
+        {
+            "task": task.name,
+            "query_id": record.query_id,
+            "examples": [{"id": e.passage.id, "task": e.passage.task_name, "score": e.score} for e in examples],
+            "prompt": prompt,
+            "prediction": prediction,
+            "gold": record.answers[0],
+            "answers": record.answers,
+            **example_scores(task, prediction, record.answers),
+        }
+        for record, examples, prompt, prediction in zip(records, shown, prompts, predictions, strict=True)
+    ]
+
+
+def evaluate(
+    llm: LLM,
+    selector: Selector,
+    records: Sequence[Record],
+    k: int,
+    cache: OutcomeCache,
+    settings: EvalSettings = EvalSettings(),
+    on_chunk: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Outcomes of one selector at one k for every record (input order), computing only uncached ones."""
+    keys = [outcome_key(llm, selector, k, settings, r) for r in records]
+    done = cache.get_many(keys)
+    todo: dict[str, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        if key not in done:
+            todo[records[i].task_name].append(i)
+    if on_chunk and len(done):
+        on_chunk(len(done))
+    for indices in todo.values():
+        for start in range(0, len(indices), settings.chunk):
+            part = indices[start : start + settings.chunk]
+            outcomes = run_queries(llm, selector, [records[i] for i in part], k, settings)
+            cache.put_many((keys[i], o) for i, o in zip(part, outcomes, strict=True))
+            done.update((keys[i], o) for i, o in zip(part, outcomes, strict=True))
+            if on_chunk:
+                on_chunk(len(part))
+    return [done[key] for key in keys]

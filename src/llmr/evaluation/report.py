@@ -1,0 +1,159 @@
+"""Evaluation reports: results.json, a markdown table, PNG plots, and per-query explanations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmr.data.jsonl import write_json, write_jsonl
+from llmr.evaluation.metrics import paired_bootstrap, summarize, task_score
+from llmr.tasks import CATEGORIES, TASKS
+
+# (method, k, seed) -> that run's outcomes, one per query, the same queries in the same order for every run
+Runs = Mapping[tuple[str, int, int], Sequence[Mapping[str, Any]]]
+REFERENCES = ("random", "bm25")  # every other method gets a paired CI of its difference to these
+
+
+def _by_task(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    found: dict[str, list[Mapping[str, Any]]] = {}
+    for o in outcomes:
+        found.setdefault(o["task"], []).append(o)
+    return found
+
+
+def aggregate(runs: Runs, n_resamples: int = 1000) -> dict[str, Any]:
+    """Per k: task scores per method (mean over seeds), category/overall/held-out means, paired CIs."""
+    methods = list(dict.fromkeys(m for m, _, _ in runs))
+    ks = sorted({k for _, k, _ in runs})
+    seeds = sorted({s for _, _, s in runs})
+    results: dict[str, Any] = {"methods": methods, "ks": ks, "seeds": seeds, "by_k": {}}
+    for k in ks:
+        per_task: dict[str, dict[str, float]] = {}
+        pooled: dict[str, dict[str, list]] = {}  # method -> task -> outcomes over all seeds (paired order)
+        for m in methods:
+            scores: dict[str, list[float]] = {}
+            pooled[m] = {}
+            for seed in seeds:
+                for task, outs in _by_task(runs[m, k, seed]).items():
+                    scores.setdefault(task, []).append(task_score(TASKS[task], outs))
+                    pooled[m].setdefault(task, []).extend(outs)
+            per_task[m] = {t: float(np.mean(v)) for t, v in scores.items()}
+        cis = {
+            f"{m} - {ref}": paired_bootstrap(pooled[m], pooled[ref], n_resamples=n_resamples)
+            for ref in REFERENCES
+            if ref in methods
+            for m in methods
+            if m != ref
+        }
+        first = runs[methods[0], k, seeds[0]]
+        results["by_k"][str(k)] = {
+            "queries": {t: len(o) for t, o in _by_task(first).items()},
+            "per_task": per_task,
+            "summary": {m: summarize(per_task[m]) for m in methods},
+            "ci": cis,
+        }
+    return results
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    methods = results["methods"]
+    lines: list[str] = []
+    for k, block in results["by_k"].items():
+        tasks = sorted(block["queries"], key=lambda t: (CATEGORIES.index(TASKS[t].category), t))
+        lines += [f"### k = {k} (seeds: {', '.join(map(str, results['seeds']))})", ""]
+        lines += ["| task | category | metric | n | " + " | ".join(methods) + " |"]
+        lines += ["|---|---|---|---:|" + "---:|" * len(methods)]
+        for t in tasks:
+            row = [f"{block['per_task'][m].get(t, float('nan')):.1f}" for m in methods]
+            spec = TASKS[t]
+            name = f"{t} (held out)" if spec.held_out else t
+            lines.append(
+                f"| {name} | {spec.category} | {spec.metric} | {block['queries'][t]} | " + " | ".join(row) + " |"
+            )
+        keys = [key for key in block["summary"][methods[0]] if key.startswith("category/")]
+        keys = sorted(keys, key=lambda c: CATEGORIES.index(c.split("/", 1)[1]))
+        keys += [key for key in ("average", "held_out_average") if key in block["summary"][methods[0]]]
+        for key in keys:
+            label = key.split("/", 1)[1] + " (mean)" if key.startswith("category/") else f"**{key.replace('_', ' ')}**"
+            values = [f"{block['summary'][m][key]:.1f}" for m in methods]
+            lines.append(f"| {label} | | | | " + " | ".join(values) + " |")
+        if block["ci"]:
+            lines += [
+                "",
+                "| difference (average over tasks) | estimate | 95% CI (paired bootstrap) |",
+                "|---|---:|---|",
+            ]
+            for name, ci in block["ci"].items():
+                lines.append(f"| {name} | {ci['difference']:+.1f} | [{ci['low']:+.1f}, {ci['high']:+.1f}] |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Per k: mean score per category by method, and each method's gain over random per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = results["methods"]
+    written = []
+    for k, block in results["by_k"].items():
+        cats = [c for c in CATEGORIES if f"category/{c}" in block["summary"][methods[0]]] + ["average"]
+        width = 0.8 / len(methods)
+        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(cats)), 4))
+        for i, m in enumerate(methods):
+            values = [block["summary"][m]["average" if c == "average" else f"category/{c}"] for c in cats]
+            ax.bar(np.arange(len(cats)) + i * width, values, width, label=m)
+        ax.set_xticks(np.arange(len(cats)) + width * (len(methods) - 1) / 2, cats, rotation=20, ha="right")
+        ax.set_ylabel("score")
+        ax.set_title(f"in-context score by category, k = {k}")
+        ax.legend(fontsize=8, ncols=min(4, len(methods)))
+        fig.tight_layout()
+        written.append(out_dir / f"categories_k{k}.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+        if "random" in methods:
+            others = [m for m in methods if m != "random"]
+            tasks = sorted(block["queries"])
+            fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(tasks)), 4))
+            width = 0.8 / len(others)
+            for i, m in enumerate(others):
+                gains = [block["per_task"][m][t] - block["per_task"]["random"][t] for t in tasks]
+                ax.bar(np.arange(len(tasks)) + i * width, gains, width, label=m)
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set_xticks(np.arange(len(tasks)) + width * (len(others) - 1) / 2, tasks, rotation=30, ha="right")
+            ax.set_ylabel("score - random")
+            ax.set_title(f"gain over random examples per task, k = {k}")
+            ax.legend(fontsize=8, ncols=min(4, len(others)))
+            fig.tight_layout()
+            written.append(out_dir / f"gain_over_random_k{k}.png")
+            fig.savefig(written[-1], dpi=110)
+            plt.close(fig)
+    return written
+
+
+def write_report(runs: Runs, out_dir: Path, n_resamples: int = 1000) -> dict[str, Any]:
+    """results.json, results.md, the plots, and explanations.jsonl (one line per method, k, seed, query)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = aggregate(runs, n_resamples)
+    write_json(out_dir / "results.json", results)
+    (out_dir / "results.md").write_text(markdown(results))
+    results["plots"] = [p.name for p in plots(results, out_dir)]
+    write_jsonl(
+        out_dir / "explanations.jsonl.gz",
+        (
+            {"method": m, "k": k, "seed": s, **o, "correct": _correct(o)}
+            for (m, k, s), outs in runs.items()
+            for o in outs
+        ),
+    )
+    return results
+
+
+def _correct(outcome: Mapping[str, Any]) -> bool | None:
+    """Right or wrong for label, option and exact-match tasks; None where the score is graded (ROUGE-L)."""
+    return None if TASKS[outcome["task"]].metric == "rouge_l" else outcome["score"] == 1.0

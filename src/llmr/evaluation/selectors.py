@@ -1,0 +1,167 @@
+"""Example selectors: which pool items to show the LLM for a query. One interface, usable alone:
+
+    selector.select(query, k) -> [Example(passage, score), ...]   most similar first
+
+- zero:     no examples;
+- random:   k items of the query's task, seeded per query;
+- kmeans:   the items nearest to k cluster centres of the task's pool (the same for every query of
+            the task), ordered by their similarity to the query;
+- bm25, dense (any sentence-transformers encoder), llmr (a trained retriever folder): the top 40
+            of the unified pool, items of the query's task first, then the top k (the paper's rule).
+Each has a `fingerprint`: what decides its choices (pool, encoder weights, seed), for the eval cache.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from llmr.candidates.dense import pool_fingerprint
+from llmr.candidates.mine import Retriever, load_retriever, mine_candidates
+from llmr.data.schema import Passage, Record
+from llmr.manifest import config_hash
+
+TOP_N = 40  # the paper retrieves 40 from the unified pool before keeping k
+
+
+@dataclass(frozen=True)
+class Example:
+    passage: Passage
+    score: float
+
+
+class Selector(Protocol):
+    name: str
+    fingerprint: str
+
+    def select_many(self, queries: Sequence[Record], k: int) -> list[list[Example]]: ...
+
+
+def select(selector: Selector, query: Record, k: int) -> list[Example]:
+    return selector.select_many([query], k)[0]
+
+
+def _by_task(passages: Sequence[Passage]) -> dict[str, list[Passage]]:
+    found: dict[str, list[Passage]] = defaultdict(list)
+    for p in passages:
+        found[p.task_name].append(p)
+    return found
+
+
+class ZeroShot:
+    name = "zero"
+    fingerprint = "zero"
+
+    def select_many(self, queries: Sequence[Record], k: int) -> list[list[Example]]:
+        return [[] for _ in queries]
+
+
+class RandomSelector:
+    name = "random"
+
+    def __init__(self, passages: Sequence[Passage], seed: int = 0) -> None:
+        self.pools = _by_task(passages)
+        self.seed = seed
+        self.fingerprint = config_hash({"random": seed, "pool": pool_fingerprint(passages)})
+
+    def select_many(self, queries: Sequence[Record], k: int) -> list[list[Example]]:
+        out = []
+        for q in queries:
+            pool = self.pools.get(q.task_name, [])
+            chosen = random.Random(f"{self.seed}:{q.query_id}").sample(pool, min(k, len(pool)))
+            out.append([Example(p, 0.0) for p in chosen])
+        return out
+
+
+class KMeansSelector:
+    """The paper's k-means baseline: per task, the pool items closest to k centroids of its embeddings."""
+
+    name = "kmeans"
+
+    def __init__(self, passages: Sequence[Passage], encoder: str = "all-minilm-l6-v2", seed: int = 0) -> None:
+        from llmr.candidates.dense import Encoder
+
+        self.pools = _by_task(passages)
+        self.seed = seed
+        self.encoder = Encoder(encoder)
+        self._chosen: dict[tuple[str, int], list[Passage]] = {}
+        self.fingerprint = config_hash({"kmeans": seed, "encoder": encoder, "pool": pool_fingerprint(passages)})
+
+    def _centres(self, task: str, k: int) -> list[Passage]:
+        import faiss
+
+        if (task, k) not in self._chosen:
+            pool = self.pools.get(task, [])
+            if len(pool) <= k:
+                self._chosen[task, k] = list(pool)
+            else:
+                vectors = self.encoder.encode([p.contents for p in pool])
+                kmeans = faiss.Kmeans(
+                    vectors.shape[1], k, niter=20, seed=self.seed, spherical=True, min_points_per_centroid=1
+                )
+                kmeans.train(vectors)
+                nearest = np.argmax(kmeans.centroids @ vectors.T, axis=1)  # one pool item per centre
+                self._chosen[task, k] = [pool[i] for i in dict.fromkeys(int(n) for n in nearest)]
+        return self._chosen[task, k]
+
+    def select_many(self, queries: Sequence[Record], k: int) -> list[list[Example]]:
+        out = []
+        for q in queries:
+            chosen = self._centres(q.task_name, k)
+            if not chosen:
+                out.append([])
+                continue
+            sims = self.encoder.encode([q.query]) @ self.encoder.encode([p.contents for p in chosen]).T
+            order = np.argsort(-sims[0])
+            out.append([Example(chosen[i], float(sims[0, i])) for i in order])
+        return out
+
+
+class RetrieverSelector:
+    """BM25 or a dense encoder over the unified pool: top 40, same task first, then the top k."""
+
+    def __init__(self, name: str, retriever: Retriever, passages: Sequence[Passage], fingerprint: str) -> None:
+        self.name = name
+        self.retriever = retriever
+        self.passages = list(passages)
+        self.by_id = {p.id: p for p in self.passages}
+        self.fingerprint = fingerprint
+
+    def select_many(self, queries: Sequence[Record], k: int) -> list[list[Example]]:
+        mined = mine_candidates(queries, self.passages, self.retriever, top_n=max(TOP_N, k), scope="unified")
+        return [
+            [Example(self.by_id[d], s) for d, s in zip(c.doc_ids[:k], c.doc_scores[:k], strict=True)] for c in mined
+        ]
+
+
+BUILTIN = ("zero", "random", "kmeans", "bm25", "dense")
+
+
+def make_selector(
+    spec: str, passages: Sequence[Passage], seed: int = 0, index_dir: Path | str | None = None
+) -> Selector:
+    """A selector from a method spec: zero, random, kmeans, bm25, dense (the embedded MiniLM),
+    dense:<encoder>, or <name>:<retriever folder or encoder> (e.g. llmr:runs/pipeline/retriever)."""
+    name, _, model = spec.partition(":")
+    if name == "zero":
+        return ZeroShot()
+    if name == "random":
+        return RandomSelector(passages, seed)
+    if name == "kmeans":
+        return KMeansSelector(passages, model or "all-minilm-l6-v2", seed)
+    if name == "bm25":
+        retriever = load_retriever("bm25", passages)
+        fingerprint = config_hash({**retriever.config, "pool": pool_fingerprint(passages)})
+        return RetrieverSelector("bm25", retriever, passages, fingerprint)
+    if name == "dense" or model:
+        from llmr.candidates.dense import DenseRetriever
+
+        dense = DenseRetriever(model or "all-minilm-l6-v2", passages, index_dir=index_dir)
+        return RetrieverSelector(name, dense, passages, dense.fingerprint)
+    raise ValueError(f"unknown method {spec!r}: use {', '.join(BUILTIN)}, dense:<encoder> or <name>:<retriever folder>")
