@@ -135,3 +135,18 @@ def test_smollm2_scores_without_bos() -> None:
 def test_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown LLM backend 'nope'; known: hf"):
         load_llm("gemma-3-270m", backend="nope")
+
+
+def test_shared_prefix_option_scores_equal_pairwise_scores(gemma_fp32: LLM) -> None:
+    """score_options runs each context once (a copied KV cache per option): the same numbers as score(),
+    also past Gemma's 512-token sliding window and with options of different lengths."""
+    long = "".join(f"Review: film number {i} was fine.\nPositive\n\n" for i in range(60)) + "Review: awful\n"
+    contexts = [CONTEXTS[1], "Q: 2+2?\nA:", long]
+    options = [["Negative", "Positive"], [" 4", " four", " five apples"], ["Negative", "Positive"]]
+    assert gemma_fp32.count_tokens([long])[0] > 512
+    shared = gemma_fp32.score_options(contexts, options)
+    pairwise = LLM.score_options(gemma_fp32, contexts, options)
+    for got, want in zip(shared, pairwise, strict=True):
+        assert [s.n_tokens for s in got] == [s.n_tokens for s in want]
+        assert [s.logprob for s in got] == pytest.approx([s.logprob for s in want], abs=1e-3)
+    assert gemma_fp32.rank_options(contexts[1], options[1])[0] == pytest.approx(shared[1][0].mean, abs=1e-6)

@@ -20,19 +20,10 @@ def predict(
     """One prediction per prompt, in the task's answer space (label word, option letter, or text)."""
     if task.mode == "gen":
         return [text.strip() for text in llm.generate(prompts, max_new_tokens=max_new_tokens, stop="\n")]
-    contexts: list[str] = []
-    choices: list[str] = []
-    spans: list[int] = []
-    for record, prompt in zip(records, prompts, strict=True):
-        options = list(task.label_words) if task.mode == "cls" else record.options
-        contexts += [prompt] * len(options)
-        choices += options
-        spans.append(len(options))
-    # One call for the whole batch: the backend batches (and may share) the repeated prompts.
-    scores = llm.score(contexts, choices)
-    out, start = [], 0
-    for n in spans:
-        values = [s.logprob if task.mode == "cls" else s.mean for s in scores[start : start + n]]
-        out.append(task.label_words[max(range(n), key=values.__getitem__)])
-        start += n
+    choices = [list(task.label_words) if task.mode == "cls" else r.options for r in records]
+    # The backend runs each prompt once for all its options where it can (a shared KV cache).
+    out = []
+    for scores in llm.score_options(prompts, choices):
+        values = [s.logprob if task.mode == "cls" else s.mean for s in scores]
+        out.append(task.label_words[max(range(len(values)), key=values.__getitem__)])
     return out

@@ -36,9 +36,21 @@ class LLM(ABC):
         """Tokens per text, as this model counts them (backends without a local tokenizer estimate)."""
         return [max(1, len(t.encode()) // 4) for t in texts]
 
+    def score_options(self, contexts: Sequence[str], options: Sequence[Sequence[str]]) -> list[list[Score]]:
+        """Each context's options scored after it. Backends that can run a context once for all of its
+        options (a shared KV cache) override this; the result is the same as `score` on every pair."""
+        flat = self.score(
+            [c for c, opts in zip(contexts, options, strict=True) for _ in opts], [o for opts in options for o in opts]
+        )
+        out, start = [], 0
+        for opts in options:
+            out.append(flat[start : start + len(opts)])
+            start += len(opts)
+        return out
+
     def rank_options(self, context: str, options: Sequence[str]) -> list[float]:
         """Mean token log-prob of each option after the same context (higher is better)."""
-        return [s.mean for s in self.score([context] * len(options), list(options))]
+        return [s.mean for s in self.score_options([context], [list(options)])[0]]
 
 
 def bos_prefix(tokenizer: Any) -> list[int]:

@@ -9,6 +9,7 @@ Speed comes from three things, each checked against one-at-a-time scoring in the
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -70,6 +71,8 @@ class HFCausalLM(LLM):
         self._prefix = bos_prefix(self.tokenizer)
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.fingerprint = f"hf:{self.model_id}:{str(self.dtype).removeprefix('torch.')}"
+        # transformers 5 names the KV cache argument `cache`; 4.x `past_key_values`
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
@@ -134,6 +137,60 @@ class HFCausalLM(LLM):
             for row, i in enumerate(batch):
                 out[i] = Score(float(token_lp[row, -n_cont[row] :].sum()), n_cont[row])
         return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def score_options(self, contexts: Sequence[str], options: Sequence[Sequence[str]]) -> list[list[Score]]:
+        """Runs each context once and scores all of its options on a copy of its KV cache: for k-shot
+        prompts with short options (label words, answer choices) that is ~n_options times less work."""
+        if len(contexts) != len(options):
+            raise ValueError(f"{len(contexts)} contexts but {len(options)} option lists")
+        opt_ids = [self._encode(opts) if opts else [] for opts in options]
+        if any(not ids for opts in opt_ids for ids in opts):
+            raise ValueError("an option is empty: nothing to score")
+        seqs = []
+        for ctx, opts in zip(self._encode(contexts), opt_ids, strict=True):
+            room = self.max_length - len(self._prefix) - max((len(o) for o in opts), default=0)
+            seqs.append(self._prefix + ctx[-max(room, 1) :])
+        out: list[list[Score]] = [[] for _ in contexts]
+        costs = [len(s) * max(len(o), 1) for s, o in zip(seqs, opt_ids, strict=True)]  # the cache is copied per option
+        for batch in self._batches(costs):
+            batch = [i for i in batch if opt_ids[i]]
+            if not batch:
+                continue
+            inputs = self._left_padded([seqs[i] for i in batch])
+            result = self.model(**inputs, use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(result.logits[:, -1].float(), dim=-1)  # predicts each option's first token
+            rows = torch.tensor([r for r, i in enumerate(batch) for _ in opt_ids[i]], device=self.device)
+            cache = result.cache if getattr(result, "cache", None) is not None else result.past_key_values
+            cache.batch_select_indices(rows)  # one copy of the context's cache per option
+            flat = [o for i in batch for o in opt_ids[i]]
+            width = max(len(o) for o in flat)
+            ids = torch.full((len(flat), width), self._pad, dtype=torch.long)
+            mask = torch.zeros((len(flat), width), dtype=torch.long)
+            for r, o in enumerate(flat):  # options right-padded after the left-padded contexts
+                ids[r, : len(o)] = torch.tensor(o)
+                mask[r, : len(o)] = 1
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            ctx_mask = inputs["attention_mask"][rows]
+            positions = ctx_mask.sum(-1, keepdim=True) + torch.arange(width, device=self.device)
+            logits = self.model(
+                input_ids=ids,
+                attention_mask=torch.cat([ctx_mask, mask], dim=-1),
+                position_ids=positions,
+                **{self._cache_arg: cache},
+            ).logits.float()
+            token_lp = torch.empty(len(flat), width, device=self.device)
+            token_lp[:, 0] = first[rows].gather(-1, ids[:, :1]).squeeze(-1)
+            if width > 1:
+                token_lp[:, 1:] = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            totals = (token_lp * mask).sum(-1)
+            self.tokens_processed += sum(len(seqs[i]) for i in batch) + int(mask.sum())
+            r = 0
+            for i in batch:
+                for o in opt_ids[i]:
+                    out[i].append(Score(float(totals[r]), len(o)))
+                    r += 1
+        return out
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: str | None = "\n") -> list[str]:
