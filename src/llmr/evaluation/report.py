@@ -92,47 +92,54 @@ def markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Per k: mean score per category by method, and each method's gain over random per task."""
+def _grouped_bars(labels: list[str], series: Mapping[str, list[float]], title: str, ylabel: str, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels)), 4))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(labels)) + i * width, values, width, label=name)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(labels)) + width * (len(series) - 1) / 2, labels, rotation=25, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncols=min(6, len(series)), loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Per k: mean score per category by method, and each method's gain over random per task."""
     methods = results["methods"]
     written = []
     for k, block in results["by_k"].items():
-        cats = [c for c in CATEGORIES if f"category/{c}" in block["summary"][methods[0]]] + ["average"]
-        width = 0.8 / len(methods)
-        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(cats)), 4))
-        for i, m in enumerate(methods):
-            values = [block["summary"][m]["average" if c == "average" else f"category/{c}"] for c in cats]
-            ax.bar(np.arange(len(cats)) + i * width, values, width, label=m)
-        ax.set_xticks(np.arange(len(cats)) + width * (len(methods) - 1) / 2, cats, rotation=20, ha="right")
-        ax.set_ylabel("score")
-        ax.set_title(f"in-context score by category, k = {k}")
-        ax.legend(fontsize=8, ncols=min(4, len(methods)))
-        fig.tight_layout()
-        written.append(out_dir / f"categories_k{k}.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
+        summary, per_task = block["summary"], block["per_task"]
+        keys = [f"category/{c}" for c in CATEGORIES if f"category/{c}" in summary[methods[0]]] + ["average"]
+        written.append(
+            _grouped_bars(
+                [key.removeprefix("category/") for key in keys],
+                {m: [summary[m][key] for key in keys] for m in methods},
+                f"in-context score by category, k = {k}",
+                "score",
+                out_dir / f"categories_k{k}.png",
+            )
+        )
         if "random" in methods:
-            others = [m for m in methods if m != "random"]
             tasks = sorted(block["queries"])
-            fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(tasks)), 4))
-            width = 0.8 / len(others)
-            for i, m in enumerate(others):
-                gains = [block["per_task"][m][t] - block["per_task"]["random"][t] for t in tasks]
-                ax.bar(np.arange(len(tasks)) + i * width, gains, width, label=m)
-            ax.axhline(0, color="black", linewidth=0.8)
-            ax.set_xticks(np.arange(len(tasks)) + width * (len(others) - 1) / 2, tasks, rotation=30, ha="right")
-            ax.set_ylabel("score - random")
-            ax.set_title(f"gain over random examples per task, k = {k}")
-            ax.legend(fontsize=8, ncols=min(4, len(others)))
-            fig.tight_layout()
-            written.append(out_dir / f"gain_over_random_k{k}.png")
-            fig.savefig(written[-1], dpi=110)
-            plt.close(fig)
+            written.append(
+                _grouped_bars(
+                    tasks,
+                    {m: [per_task[m][t] - per_task["random"][t] for t in tasks] for m in methods if m != "random"},
+                    f"gain over random examples per task, k = {k}",
+                    "score - random",
+                    out_dir / f"gain_over_random_k{k}.png",
+                )
+            )
     return written
 
 
