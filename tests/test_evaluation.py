@@ -238,3 +238,27 @@ def test_eval_cli_writes_table_plots_and_explanations_with_the_real_model(tmp_pa
     assert len(lines) == 3 * 6 and {"prompt", "prediction", "examples", "correct"} <= set(lines[0])
     zero = [x for x in lines if x["method"] == "zero"]
     assert all(x["examples"] == [] for x in zero)
+
+
+def test_a_killed_evaluation_resumes_without_redoing_committed_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmr.evaluation import harness
+
+    queries = [q.model_copy(update={"query_id": f"{q.query_id}_{i}"}) for i in range(3) for q in QUERIES]
+    cache, bm25 = OutcomeCache(tmp_path / "cache.sqlite"), make_selector("bm25", _pool())
+    real, calls = harness.run_queries, []
+
+    def dies_on_the_third_chunk(*args, **kwargs):
+        calls.append(len(args[2]))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "run_queries", dies_on_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(FakeLLM(), bm25, queries, 2, cache, EvalSettings(chunk=2))
+    calls.clear()
+    outcomes = evaluate(FakeLLM(), bm25, queries, 2, cache, EvalSettings(chunk=2))
+    assert calls == [2]  # only the chunk that was lost
+    assert [o["query_id"] for o in outcomes] == [q.query_id for q in queries]
