@@ -80,34 +80,44 @@ class RandomSelector:
 
 
 class KMeansSelector:
-    """The paper's k-means baseline: per task, the pool items closest to k centroids of its embeddings."""
+    """The paper's k-means baseline: per task, the pool items closest to k centroids of its embeddings.
+    The embeddings come from the dense index of the same encoder and pool (built once, or loaded)."""
 
     name = "kmeans"
 
-    def __init__(self, passages: Sequence[Passage], encoder: str = "all-minilm-l6-v2", seed: int = 0) -> None:
-        from llmr.candidates.dense import Encoder
+    def __init__(
+        self,
+        passages: Sequence[Passage],
+        encoder: str = "all-minilm-l6-v2",
+        seed: int = 0,
+        index_dir: Path | str | None = None,
+    ) -> None:
+        from llmr.candidates.dense import DenseRetriever
 
-        self.pools = _by_task(passages)
+        self.passages = list(passages)
+        self.rows: dict[str, list[int]] = defaultdict(list)
+        for i, p in enumerate(self.passages):
+            self.rows[p.task_name].append(i)
         self.seed = seed
-        self.encoder = Encoder(encoder)
-        self._chosen: dict[tuple[str, int], list[Passage]] = {}
-        self.fingerprint = config_hash({"kmeans": seed, "encoder": encoder, "pool": pool_fingerprint(passages)})
+        self.dense = DenseRetriever(encoder, self.passages, index_dir=index_dir)
+        self._chosen: dict[tuple[str, int], list[int]] = {}
+        self.fingerprint = config_hash({"kmeans": seed, "index": self.dense.fingerprint})
 
-    def _centres(self, task: str, k: int) -> list[Passage]:
+    def _centres(self, task: str, k: int) -> list[int]:
         import faiss
 
         if (task, k) not in self._chosen:
-            pool = self.pools.get(task, [])
-            if len(pool) <= k:
-                self._chosen[task, k] = list(pool)
+            rows = self.rows.get(task, [])
+            if len(rows) <= k:
+                self._chosen[task, k] = list(rows)
             else:
-                vectors = self.encoder.encode([p.contents for p in pool])
+                vectors = np.stack([self.dense.index.reconstruct(i) for i in rows])
                 kmeans = faiss.Kmeans(
                     vectors.shape[1], k, niter=20, seed=self.seed, spherical=True, min_points_per_centroid=1
                 )
                 kmeans.train(vectors)
                 nearest = np.argmax(kmeans.centroids @ vectors.T, axis=1)  # one pool item per centre
-                self._chosen[task, k] = [pool[i] for i in dict.fromkeys(int(n) for n in nearest)]
+                self._chosen[task, k] = [rows[int(n)] for n in dict.fromkeys(nearest.tolist())]
         return self._chosen[task, k]
 
     def select_many(self, queries: Sequence[Record], k: int) -> list[list[Example]]:
@@ -117,9 +127,9 @@ class KMeansSelector:
             if not chosen:
                 out.append([])
                 continue
-            sims = self.encoder.encode([q.query]) @ self.encoder.encode([p.contents for p in chosen]).T
-            order = np.argsort(-sims[0])
-            out.append([Example(chosen[i], float(sims[0, i])) for i in order])
+            doc_vecs = np.stack([self.dense.index.reconstruct(i) for i in chosen])
+            sims = self.dense.encode([q.query])[0] @ doc_vecs.T
+            out.append([Example(self.passages[chosen[i]], float(sims[i])) for i in np.argsort(-sims)])
         return out
 
 
@@ -154,7 +164,7 @@ def make_selector(
     if name == "random":
         return RandomSelector(passages, seed)
     if name == "kmeans":
-        return KMeansSelector(passages, model or "all-minilm-l6-v2", seed)
+        return KMeansSelector(passages, model or "all-minilm-l6-v2", seed, index_dir)
     if name == "bm25":
         retriever = load_retriever("bm25", passages)
         fingerprint = config_hash({**retriever.config, "pool": pool_fingerprint(passages)})
