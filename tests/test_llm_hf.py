@@ -149,4 +149,4 @@ def test_shared_prefix_option_scores_equal_pairwise_scores(gemma_fp32: LLM) -> N
     for got, want in zip(shared, pairwise, strict=True):
         assert [s.n_tokens for s in got] == [s.n_tokens for s in want]
         assert [s.logprob for s in got] == pytest.approx([s.logprob for s in want], abs=1e-3)
-    assert gemma_fp32.rank_options(contexts[1], options[1])[0] == pytest.approx(shared[1][0].mean, abs=1e-6)
+    assert gemma_fp32.rank_options(contexts[1], options[1])[0] == pytest.approx(shared[1][0].mean, abs=1e-4)
