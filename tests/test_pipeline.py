@@ -125,6 +125,7 @@ def test_second_iteration_mines_with_the_first_retriever_and_reuses_iteration_on
     assert mined["inputs"]["iteration-1/retriever"] == one[-1].key
 
 
+@pytest.mark.slow
 def test_changed_data_setting_redoes_everything(tmp_path: Path) -> None:
     out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
     Pipeline(tiny(), out, llm=FakeLLM(), cache=cache).run()
