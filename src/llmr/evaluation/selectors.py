@@ -1,6 +1,7 @@
 """Example selectors: which pool items to show the LLM for a query. One interface, usable alone:
 
-    selector.select(query, k) -> [Example(passage, score), ...]   most similar first
+    selector.select_many(queries, k) -> per query [Example(passage, score), ...], most similar first
+    select(selector, query, k)       -> the same for one query
 
 - zero:     no examples;
 - random:   k items of the query's task, seeded per query;
