@@ -198,3 +198,16 @@ def test_cli_shows_the_validated_config() -> None:
     shown = yaml.safe_load(result.output)
     assert shown["iterations"] == 3 and shown["llm"]["model"] == "smollm2-135m"
     assert PipelineConfig.model_validate(shown).iterations == 3
+
+
+@pytest.mark.slow
+def test_epr_baseline_trains_from_llm_scores_and_reports_agreement(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    results = Pipeline(tiny("epr=true"), tmp_path / "run", llm=FakeLLM(), cache=tmp_path / "s.sqlite").run()
+    epr = results[-1]
+    assert epr.name == "iteration-1/epr" and epr.ran
+    assert json.loads((epr.path / "llmr_config.json").read_text())["teacher"] == "llm"
+    assert epr.report["train_queries"] > 0 and "agreement_with_reward" in epr.report
+    assert SentenceTransformer(str(epr.path)).encode(["q"]).shape == (1, 384)
+    assert (tmp_path / "run" / "retriever").resolve() == results[-2].path.resolve()  # the LLM-R retriever, not EPR

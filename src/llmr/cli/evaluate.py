@@ -60,20 +60,22 @@ def eval_cmd(
     settings = EvalSettings(budget_tokens=budget_tokens or None)
     cache = OutcomeCache(out / "cache.sqlite")
     runs = {}
-    with progress_bar("queries") as bar:
-        for spec in specs:
-            name = spec.split(":", 1)[0]
-            for seed in seed_list if name in SEEDED else seed_list[:1]:
-                with console.status(f"preparing {spec}"):
-                    selector = make_selector(spec, passages, seed, index_dir=out / "index")
-                for kk in ks:
-                    task = bar.add_task(f"{name} k={kk} seed={seed}", total=len(records))
-                    outcomes = evaluate(
-                        llm, selector, records, kk, cache, settings, on_chunk=lambda n, t=task: bar.advance(t, n)
-                    )
-                    for s in seed_list if name not in SEEDED else [seed]:
-                        runs[name, kk, s] = outcomes  # deterministic methods: the same outcomes for every seed
-    cache.close()
+    try:
+        with progress_bar("queries") as bar:
+            for spec in specs:
+                name = spec.split(":", 1)[0]
+                for seed in seed_list if name in SEEDED else seed_list[:1]:
+                    with console.status(f"preparing {spec}"):
+                        selector = make_selector(spec, passages, seed, index_dir=out / "index")
+                    for kk in ks:
+                        task = bar.add_task(f"{name} k={kk} seed={seed}", total=len(records))
+                        outcomes = evaluate(
+                            llm, selector, records, kk, cache, settings, on_chunk=lambda n, t=task: bar.advance(t, n)
+                        )
+                        for s in seed_list if name not in SEEDED else [seed]:
+                            runs[name, kk, s] = outcomes  # deterministic methods: the same outcomes for every seed
+    finally:
+        cache.close()
     results = write_report(runs, out, resamples)
     write_manifest(
         out / "manifest.json",

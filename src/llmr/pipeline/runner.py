@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,21 +148,22 @@ class Pipeline:
                 [data, scored],
                 lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
             )
+            teacher = reward.path / stages.TEACHER_FILE
             retriever = self.stage(
                 prefix + "retriever",
                 {"retriever": asdict(cfg.retriever), **split},
                 [data, reward],
-                lambda path, r=reward: stages.retriever(
-                    data.path, r.path / stages.TEACHER_FILE, cfg.retriever, self._is_train, path
-                ),
+                lambda path, t=teacher: stages.retriever(data.path, t, t, cfg.retriever, self._is_train, path),
             )
             if it == 1 and cfg.epr:
-                epr = {**asdict(cfg.retriever), "teacher": "llm"}
+                epr = replace(cfg.retriever, teacher="llm")
                 self.stage(
                     prefix + "epr",
-                    {"retriever": epr, **split},
+                    {"retriever": asdict(epr), **split},
                     [data, scored, reward],  # reward: its teacher scores measure agreement on held-back queries
-                    lambda path, s=scored, r=reward: stages.epr(data.path, s.path, r.path, cfg, self._is_train, path),
+                    lambda path, s=scored, t=teacher, c=epr: stages.retriever(
+                        data.path, s.path / stages.SCORES_FILE, t, c, self._is_train, path
+                    ),
                 )
         self._finish(time.perf_counter() - started)
         return self.results

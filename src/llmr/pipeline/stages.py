@@ -4,7 +4,6 @@ and returns a small report (counts, agreement on held-back queries) for the run'
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,31 +94,17 @@ def reward(data_dir: Path, scores_dir: Path, cfg: PipelineConfig, is_train: IsTr
 
 
 def retriever(
-    data_dir: Path, scores_file: Path, config: RetrieverConfig, is_train: IsTrain, path: Path
+    data_dir: Path, train_file: Path, teacher_file: Path, config: RetrieverConfig, is_train: IsTrain, path: Path
 ) -> dict[str, Any]:
-    """Train the bi-encoder; report how often it (and the encoder it started from) orders held-back
-    queries' candidates as the reward model does."""
+    """Train the bi-encoder on `train_file`'s training queries (teacher scores, or LLM scores for EPR);
+    report how often it (and the encoder it started from) orders held-back queries' candidates as the
+    reward model (`teacher_file`) does."""
     passages = {p.id: p for p in DataDir(data_dir).passages()}
-    lists = list(read_jsonl(scores_file, CandidateList))
-    train = [c for c in lists if is_train(c)]
+    train = [c for c in read_jsonl(train_file, CandidateList) if is_train(c)]
     train_retriever(train, passages, path, config)
     report: dict[str, Any] = {"train_queries": len(train)}
-    held = [c for c in lists if not is_train(c)]
+    held = [c for c in read_jsonl(teacher_file, CandidateList) if not is_train(c)]
     if held:
         report["initial_agreement_with_reward"] = agreement(held, retriever_similarities(config.model, held, passages))
-        report["agreement_with_reward"] = agreement(held, retriever_similarities(str(path), held, passages))
-    return report
-
-
-def epr(
-    data_dir: Path, scores_dir: Path, reward_dir: Path, cfg: PipelineConfig, is_train: IsTrain, path: Path
-) -> dict[str, Any]:
-    """The EPR baseline: the same bi-encoder trained straight from the LLM's scores (contrastive)."""
-    passages = {p.id: p for p in DataDir(data_dir).passages()}
-    scored = [c for c in read_jsonl(scores_dir / SCORES_FILE, CandidateList) if is_train(c)]
-    train_retriever(scored, passages, path, replace(cfg.retriever, teacher="llm"))
-    held = [c for c in read_jsonl(reward_dir / TEACHER_FILE, CandidateList) if not is_train(c)]
-    report: dict[str, Any] = {"train_queries": len(scored)}
-    if held:
         report["agreement_with_reward"] = agreement(held, retriever_similarities(str(path), held, passages))
     return report
