@@ -87,12 +87,17 @@ def mine_candidates(
         yield from results  # type: ignore[misc]
 
 
-def load_retriever(name: str, passages: Sequence[Passage], n_threads: int = 0) -> Retriever:
-    """'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id."""
+def load_retriever(
+    name: str, passages: Sequence[Passage], n_threads: int = 0, index_dir: Path | str | None = None
+) -> Retriever:
+    """'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id.
+    A dense index is saved in (and reloaded from) `index_dir`, keyed by the encoder and the pool."""
     from llmr.candidates.bm25 import BM25Retriever
     from llmr.candidates.dense import DenseRetriever
 
-    return BM25Retriever(passages, n_threads=n_threads) if name == "bm25" else DenseRetriever(name, passages)
+    if name == "bm25":
+        return BM25Retriever(passages, n_threads=n_threads)
+    return DenseRetriever(name, passages, index_dir=index_dir)
 
 
 def mine_to_file(

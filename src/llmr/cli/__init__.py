@@ -23,6 +23,7 @@ app.command("score")(score.score)
 app.command("demo")(demo.demo)
 app.command("pipeline")(pipeline.pipeline)
 app.command("eval")(evaluate.eval_cmd)
+app.command("study")(pipeline.study)
 
 
 @app.callback()

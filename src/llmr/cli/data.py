@@ -24,7 +24,8 @@ def build_cmd(
         "shared",
         help="Where rows come from: 'shared' (the offline copy found in ../shared/data/llmr-tasks or "
         "$LLMR_SHARED_DATA), 'hub' (HuggingFace datasets, needs a network), or a folder laid out as "
-        "<task>/<split>.jsonl[.gz] with rows in each task's HF schema.",
+        "<task>/<split>.jsonl[.gz] with rows in each task's HF schema. Several, comma-separated "
+        "(e.g. 'shared,extra-tasks/'): a task is read from the first that has it.",
     ),
     tasks: str = typer.Option(
         "all-available",
@@ -32,9 +33,11 @@ def build_cmd(
     ),
     max_train: int = typer.Option(30_000, help="Most training queries per task (the paper's cap); 0 = no cap."),
     max_test: int = typer.Option(0, help="Most test queries per task; 0 = no cap."),
+    max_pool: int = typer.Option(0, help="Most pool items per task (a seeded sample); 0 = every train row."),
     seed: int = typer.Option(42, help="Seed for the per-task samples."),
 ) -> None:
-    """Write passages.jsonl.gz (the pool: every task's train rows), train.jsonl.gz, test.jsonl.gz and a manifest."""
+    """Write passages.jsonl.gz (the pool: every task's train rows, or a sample), train.jsonl.gz,
+    test.jsonl.gz and a manifest."""
     row_source = open_source(source)
     chosen = resolve_tasks(tasks, available=row_source.available())
     config = BuildConfig(
@@ -42,6 +45,7 @@ def build_cmd(
         source=row_source.describe(),
         max_train=max_train or None,
         max_test=max_test or None,
+        max_pool=max_pool or None,
         seed=seed,
     )
     with console.status(f"building {len(chosen)} tasks from {row_source.describe()}"):

@@ -10,13 +10,11 @@ from rich.console import Console
 from llmr.cli.llm import DTYPE_HELP, MODEL_HELP, backend_options
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
-from llmr.evaluation import EvalSettings, OutcomeCache, evaluate, make_selector, write_report
+from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
 from llmr.llm import DEFAULT_LLM, load_llm
 from llmr.manifest import file_fingerprint, write_manifest
-from llmr.progress import progress_bar
 
 console = Console()
-SEEDED = ("random", "kmeans")  # the only selectors whose choices depend on the seed
 
 
 def _ints(text: str, option: str) -> list[int]:
@@ -59,21 +57,10 @@ def eval_cmd(
     llm = load_llm(model, backend, **backend_options(backend, dtype, batch_tokens))
     settings = EvalSettings(budget_tokens=budget_tokens or None)
     cache = OutcomeCache(out / "cache.sqlite")
-    runs = {}
     try:
-        with progress_bar("queries") as bar:
-            for spec in specs:
-                name = spec.split(":", 1)[0]
-                for seed in seed_list if name in SEEDED else seed_list[:1]:
-                    with console.status(f"preparing {spec}"):
-                        selector = make_selector(spec, passages, seed, index_dir=out / "index")
-                    for kk in ks:
-                        task = bar.add_task(f"{name} k={kk} seed={seed}", total=len(records))
-                        outcomes = evaluate(
-                            llm, selector, records, kk, cache, settings, on_chunk=lambda n, t=task: bar.advance(t, n)
-                        )
-                        for s in seed_list if name not in SEEDED else [seed]:
-                            runs[name, kk, s] = outcomes  # deterministic methods: the same outcomes for every seed
+        runs, _ = evaluate_methods(llm, specs, passages, records, ks, seed_list, cache, settings, out / "index")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--methods") from None
     finally:
         cache.close()
     results = write_report(runs, out, resamples)

@@ -33,3 +33,31 @@ def pipeline(
         console.print(yaml.safe_dump(cfg.dump(), sort_keys=False), end="")
         return
     Pipeline(cfg, out, cache=cache).run()
+
+
+def study(
+    config: Path = typer.Argument(None, help="Study YAML: `pipeline` and `eval` sections (see benchmarks/quality/)."),
+    out: Path = typer.Option(Path("runs/study"), "--out", "-o", help="Study folder: pipeline/, eval/, study.md."),
+    overrides: list[str] = typer.Option(
+        None, "--set", help="Override one setting, e.g. --set eval.k=[4,8] or --set pipeline.llm.model=smollm2-135m."
+    ),
+    until: str = typer.Option("eval", help="'pipeline' stops after training (run the evaluation later)."),
+    show_config: bool = typer.Option(False, "--show-config", help="Print the full, validated config and stop."),
+) -> None:
+    """The whole benchmark: the LLM-R pipeline, then every selector evaluated, then study.md.
+    Resumes where it stopped; finished stages and cached outcomes are not redone."""
+    from llmr.pipeline.study import Study, StudyConfig
+
+    if until not in ("pipeline", "eval"):
+        raise typer.BadParameter("expected 'pipeline' or 'eval'", param_hint="--until")
+    try:
+        cfg = StudyConfig.load(config, list(overrides or []))
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="CONFIG / --set") from None
+    if show_config:
+        console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        return
+    Study(cfg, out).run(until)  # type: ignore[arg-type]
+    if until == "eval":
+        console.print((out / "study.md").read_text())
+        console.print(f"study -> {out / 'study.md'}")

@@ -1,6 +1,7 @@
 """`llmr data build`: task rows -> the three LLM-R files (passages, train, test) + a manifest.
 
-- passages.jsonl.gz: the unified example pool, every task's train records (id = the record's query_id)
+- passages.jsonl.gz: the unified example pool, every task's train records (id = the record's query_id),
+                    at most `max_pool` per task (a seeded sample) to bound encoding and index costs
 - train.jsonl.gz:    training queries, at most `max_train` per task, seeded; held-out tasks excluded
 - test.jsonl.gz:     evaluation queries, at most `max_test` per task, seeded
 """
@@ -29,6 +30,7 @@ class BuildConfig:
     source: str
     max_train: int | None = 30_000  # the paper's cap on training queries per task
     max_test: int | None = None
+    max_pool: int | None = None  # pool items per task; None = every train record (the paper)
     seed: int = 42
 
 
@@ -85,7 +87,8 @@ def build(source: RowSource, tasks: Sequence[Task], out_dir: Path | str, config:
         if task.name not in available:
             raise FileNotFoundError(f"source {source.describe()} has no rows for task {task.name}")
         train_all = list(task_records(source, task, "train")) if source.has(task, "train") else []
-        passages.extend(pool_item(task, r) for r in train_all)
+        pool = sample(train_all, config.max_pool, config.seed, f"{task.name}:pool")
+        passages.extend(pool_item(task, r) for r in pool)
         task_train = [] if task.held_out else sample(train_all, config.max_train, config.seed, f"{task.name}:train")
         task_test = []
         if source.has(task, "test"):
@@ -94,7 +97,7 @@ def build(source: RowSource, tasks: Sequence[Task], out_dir: Path | str, config:
             )
         train.extend(task_train)
         test.extend(task_test)
-        counts[task.name] = {"pool": len(train_all), "train": len(task_train), "test": len(task_test)}
+        counts[task.name] = {"pool": len(pool), "train": len(task_train), "test": len(task_test)}
         for split in SPLITS:
             if source.has(task, split):
                 fingerprints[f"{task.name}/{split}"] = source.fingerprint(task, split)

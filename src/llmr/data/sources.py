@@ -119,9 +119,43 @@ def default_shared_dir() -> Path | None:
 SAMPLES_DIR = Path(__file__).parent / "samples"  # a few hand-written rows of four tasks
 
 
+class StackedSource:
+    """Several sources as one: each task is read from the first source that has it (extra task
+    folders beside the shared copy, e.g. the paper's held-out tasks exported by hand)."""
+
+    def __init__(self, sources: list[RowSource]) -> None:
+        self.sources = sources
+
+    def _owner(self, task: Task) -> RowSource:
+        for source in self.sources:
+            if task.name in source.available():
+                return source
+        return self.sources[0]
+
+    def available(self) -> set[str]:
+        return set().union(*(s.available() for s in self.sources))
+
+    def has(self, task: Task, split: str) -> bool:
+        return self._owner(task).has(task, split)
+
+    def rows(self, task: Task, split: str) -> Iterator[dict[str, Any]]:
+        return self._owner(task).rows(task, split)
+
+    def fingerprint(self, task: Task, split: str) -> str:
+        return self._owner(task).fingerprint(task, split)
+
+    def location(self, task: Task, split: str) -> str:
+        return self._owner(task).location(task, split)
+
+    def describe(self) -> str:
+        return ",".join(s.describe() for s in self.sources)
+
+
 def open_source(spec: str) -> RowSource:
     """`hub`, `shared` (the offline copy), `samples` (shipped with llmr), `auto` (shared if found,
-    else samples), or a folder path."""
+    else samples), a folder path, or several of these comma-separated (first one with a task wins)."""
+    if "," in spec:
+        return StackedSource([open_source(part.strip()) for part in spec.split(",") if part.strip()])
     if spec == "hub":
         return HubSource()
     if spec == "samples" or (spec == "auto" and default_shared_dir() is None):

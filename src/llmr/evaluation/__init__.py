@@ -3,8 +3,18 @@
 selectors (which examples) -> prompt (order, token budget) -> inference (per task mode) -> metrics -> report
 """
 
-from llmr.evaluation.harness import EvalSettings, OutcomeCache, evaluate
+from llmr.evaluation.harness import EvalSettings, OutcomeCache, evaluate, evaluate_methods
 from llmr.evaluation.report import write_report
 from llmr.evaluation.selectors import Example, Selector, make_selector, select
 
-__all__ = ["EvalSettings", "Example", "OutcomeCache", "Selector", "evaluate", "make_selector", "select", "write_report"]
+__all__ = [
+    "EvalSettings",
+    "Example",
+    "OutcomeCache",
+    "Selector",
+    "evaluate",
+    "evaluate_methods",
+    "make_selector",
+    "select",
+    "write_report",
+]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmr.data.schema import Record
+from llmr.data.schema import Passage, Record
 from llmr.evaluation.inference import predict
 from llmr.evaluation.metrics import example_scores
 from llmr.evaluation.selectors import Selector
@@ -132,3 +133,50 @@ def evaluate(
             if on_chunk:
                 on_chunk(len(part))
     return [done[key] for key in keys]
+
+
+SEEDED = ("random", "kmeans")  # the only selectors whose choices depend on the seed
+
+
+def evaluate_methods(
+    llm: LLM,
+    specs: Sequence[str],
+    passages: Sequence[Passage],
+    records: Sequence[Record],
+    ks: Sequence[int],
+    seeds: Sequence[int],
+    cache: OutcomeCache,
+    settings: EvalSettings = EvalSettings(),
+    index_dir: Path | None = None,
+) -> tuple[dict[tuple[str, int, int], list[dict[str, Any]]], dict[str, float]]:
+    """Every method spec (see `make_selector`) at every k and seed, with a progress bar.
+
+    Returns the runs for `write_report`, keyed (method name, k, seed), and the seconds each method
+    took in this call (near zero when its outcomes were cached).
+    """
+    from rich.console import Console
+
+    from llmr.evaluation.selectors import make_selector
+    from llmr.progress import progress_bar
+
+    names = [spec.split(":", 1)[0] for spec in specs]
+    if len(set(names)) < len(names):
+        raise ValueError(f"methods need distinct names (the part before ':'): {', '.join(specs)}")
+    runs: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    seconds: dict[str, float] = {}
+    with progress_bar("queries") as bar:
+        for spec in specs:
+            name = spec.split(":", 1)[0]
+            start = time.perf_counter()
+            for seed in seeds if name in SEEDED else seeds[:1]:
+                with Console(stderr=True).status(f"preparing {spec}"):
+                    selector = make_selector(spec, passages, seed, index_dir=index_dir)
+                for k in ks:
+                    task = bar.add_task(f"{name} k={k} seed={seed}", total=len(records))
+                    outcomes = evaluate(
+                        llm, selector, records, k, cache, settings, on_chunk=lambda n, t=task: bar.advance(t, n)
+                    )
+                    for s in seeds if name not in SEEDED else [seed]:
+                        runs[name, k, s] = outcomes  # deterministic methods: the same outcomes for every seed
+            seconds[name] = time.perf_counter() - start
+    return runs, seconds

@@ -41,12 +41,15 @@ def aggregate(runs: Runs, n_resamples: int = 1000) -> dict[str, Any]:
                     scores.setdefault(task, []).append(task_score(TASKS[task], outs))
                     pooled[m].setdefault(task, []).extend(outs)
             per_task[m] = {t: float(np.mean(v)) for t, v in scores.items()}
-        cis = {
-            f"{m} - {ref}": paired_bootstrap(pooled[m], pooled[ref], n_resamples=n_resamples)
-            for ref in REFERENCES
-            if ref in methods
-            for m in methods
-            if m != ref
+        pairs = [(m, ref) for ref in REFERENCES if ref in methods for m in methods if m != ref]
+        cis = {f"{m} - {ref}": paired_bootstrap(pooled[m], pooled[ref], n_resamples=n_resamples) for m, ref in pairs}
+        held = [t for t in pooled[methods[0]] if TASKS[t].held_out]  # the paper's unseen tasks, if present
+        held_cis = {
+            f"{m} - {ref}": paired_bootstrap(
+                {t: pooled[m][t] for t in held}, {t: pooled[ref][t] for t in held}, n_resamples=n_resamples
+            )
+            for m, ref in pairs
+            if held
         }
         first = runs[methods[0], k, seeds[0]]
         results["by_k"][str(k)] = {
@@ -54,6 +57,7 @@ def aggregate(runs: Runs, n_resamples: int = 1000) -> dict[str, Any]:
             "per_task": per_task,
             "summary": {m: summarize(per_task[m]) for m in methods},
             "ci": cis,
+            "ci_held_out": held_cis,
         }
     return results
 
@@ -80,13 +84,12 @@ def markdown(results: Mapping[str, Any]) -> str:
             label = key.split("/", 1)[1] + " (mean)" if key.startswith("category/") else f"**{key.replace('_', ' ')}**"
             values = [f"{block['summary'][m][key]:.1f}" for m in methods]
             lines.append(f"| {label} | | | | " + " | ".join(values) + " |")
-        if block["ci"]:
-            lines += [
-                "",
-                "| difference (average over tasks) | estimate | 95% CI (paired bootstrap) |",
-                "|---|---:|---|",
-            ]
-            for name, ci in block["ci"].items():
+        for label, cis in (("all tasks", block["ci"]), ("held-out tasks", block.get("ci_held_out", {}))):
+            if not cis:
+                continue
+            lines += ["", f"| difference (average over {label}) | estimate | 95% CI (paired bootstrap) |"]
+            lines += ["|---|---:|---|"]
+            for name, ci in cis.items():
                 lines.append(f"| {name} | {ci['difference']:+.1f} | [{ci['low']:+.1f}, {ci['high']:+.1f}] |")
         lines.append("")
     return "\n".join(lines)

@@ -6,7 +6,7 @@ The training sections reuse the trainers' own dataclasses, so a default changes 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,8 +24,9 @@ class Section(BaseModel):
 class DataSection(Section):
     source: str = "shared"  # as `llmr data build --source`
     tasks: str = "all-available"
-    max_train: int | None = 30_000
+    max_train: int | None = 30_000  # training queries per task
     max_test: int | None = None
+    max_pool: int | None = None  # pool items per task (None: every train row, as the paper)
 
 
 class CandidatesSection(Section):
@@ -61,22 +62,31 @@ class PipelineConfig(Section):
     @classmethod
     def load(cls, path: Path | str | None = None, overrides: list[str] | None = None) -> PipelineConfig:
         """Read a YAML file (None: the defaults), apply `section.key=value` overrides, validate."""
-        where = str(path) if path else "config"
-        raw: Any = {}
-        if path:
-            try:
-                raw = yaml.safe_load(Path(path).read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ValueError(f"{where}: not valid YAML: {exc}") from None
-            if not isinstance(raw, dict):
-                raise ValueError(f"{where}: the top level must be a mapping of sections")
-        try:
-            return cls.model_validate(apply_overrides(raw, overrides or []))
-        except ValidationError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+        return load_config(cls, path, overrides)
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_config(cls: type[C], path: Path | str | None, overrides: list[str] | None) -> C:
+    """A YAML mapping (None: the defaults) with `section.key=value` overrides, validated as `cls`;
+    errors name the file and the setting."""
+    where = str(path) if path else "config"
+    raw: Any = {}
+    if path:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{where}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: the top level must be a mapping of sections")
+    try:
+        return cls.model_validate(apply_overrides(raw, overrides or []))
+    except ValidationError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

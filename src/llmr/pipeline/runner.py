@@ -103,6 +103,11 @@ class Pipeline:
         return result
 
     @property
+    def index_dir(self) -> Path:
+        """Dense indexes of the pool, keyed by encoder and pool fingerprints (shared with `llmr study`)."""
+        return self.out / "index"
+
+    @property
     def llm(self) -> LLM:
         if self._llm is None:
             from llmr.llm import load_llm
@@ -133,7 +138,9 @@ class Pipeline:
                 prefix + "candidates",
                 {"candidates": cfg.candidates.model_dump(), "seed": cfg.seed},
                 mined_by,
-                lambda path, r=retriever: stages.mine(data.path, "bm25" if r is None else str(r.path), cfg, path),
+                lambda path, r=retriever: stages.mine(
+                    data.path, "bm25" if r is None else str(r.path), cfg, path, self.index_dir
+                ),
             )
             scored = self.stage(
                 prefix + "score",

@@ -39,20 +39,23 @@ def build_data(source: RowSource, tasks: list[Task], cfg: PipelineConfig, path: 
         source=source.describe(),
         max_train=cfg.data.max_train,
         max_test=cfg.data.max_test,
+        max_pool=cfg.data.max_pool,
         seed=cfg.seed,
     )
     counts = build(source, tasks, path, config)
     return {"tasks": len(counts), **{k: sum(c[k] for c in counts.values()) for k in ("pool", "train", "test")}}
 
 
-def mine(data_dir: Path, retriever: str, cfg: PipelineConfig, path: Path) -> dict[str, Any]:
+def mine(
+    data_dir: Path, retriever: str, cfg: PipelineConfig, path: Path, index_dir: Path | None = None
+) -> dict[str, Any]:
     """Candidates for (a per-task sample of) the training queries, from BM25 or the last retriever."""
     from llmr.candidates import load_retriever, mine_to_file
 
     data = DataDir(data_dir)
     passages = list(data.passages())
     records = select_records(list(data.records("train")), None, cfg.candidates.max_per_task, cfg.seed)
-    index = load_retriever(retriever, passages)
+    index = load_retriever(retriever, passages, index_dir=index_dir)
     count = mine_to_file(
         records, passages, index, path / CANDIDATES_FILE, top_n=cfg.candidates.top_n, scope=cfg.candidates.scope
     )

@@ -1,0 +1,63 @@
+"""`llmr study`: the config, method resolution, and a tiny end-to-end study (fake LLM, real encoders)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeLLM
+from llmr.pipeline.study import Study, StudyConfig
+from test_pipeline import TINY
+
+STUDY = Path(__file__).parents[1] / "benchmarks" / "quality" / "study.yaml"
+
+
+def test_shipped_study_config_is_valid() -> None:
+    cfg = StudyConfig.load(STUDY)
+    assert cfg.pipeline.iterations == 2 and "llmr-2" in cfg.eval.methods and cfg.eval.max_per_task > 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["eval.methods=[bm25,llmr-3]"], "iterations 1..2"),
+        (["eval.method=[bm25]"], "eval.method"),
+        (["pipeline.reward.epoch=2"], "reward.epoch"),
+    ],
+)
+def test_study_config_errors(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StudyConfig.load(STUDY, overrides)
+
+
+@pytest.mark.slow
+def test_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
+    overrides = [f"pipeline.{o}" for o in TINY] + [
+        "pipeline.iterations=2",
+        "eval.methods=[zero,random,bm25,epr,llmr-1,llmr-2]",
+        "eval.k=[2]",
+        "eval.max_per_task=3",
+        "eval.resamples=100",
+    ]
+    cfg = StudyConfig.load(None, overrides)
+    out = tmp_path / "study"
+    first = Study(cfg, out, llm=FakeLLM()).run()
+    names = [r.name for r in first["stages"]]
+    assert "iteration-1/epr" in names and "iteration-2/retriever" in names  # EPR trained because it is evaluated
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert results["methods"] == ["zero", "random", "bm25", "epr", "llmr-1", "llmr-2"]
+    block = results["by_k"]["2"]
+    assert set(block["queries"]) == {"sst2", "ag_news", "copa", "natural_questions"}
+    assert all(1 <= n <= 3 for n in block["queries"].values())  # at most eval.max_per_task each
+    assert "llmr-2 - bm25" in block["ci"] and "llmr-2 - random" in block["ci"]
+    report = (out / "study.md").read_text()
+    assert "iteration-2/retriever" in report and "LLM-R, 2 iterations" in report and "eval/llmr-2" in report
+    # The iteration-1 retriever's pool index, built to mine iteration 2, is the one the evaluation used.
+    assert len(list((out / "pipeline" / "index").glob("*.faiss"))) >= 2
+
+    llm = FakeLLM()
+    again = Study(cfg, out, llm=llm).run()
+    assert not any(r.ran for r in again["stages"]) and llm.calls == []  # every stage and outcome cached
+    assert json.loads((out / "eval" / "results.json").read_text())["by_k"] == results["by_k"]
