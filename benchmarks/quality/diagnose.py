@@ -1,0 +1,126 @@
+"""Why does (or doesn't) the learned retriever beat BM25? Evidence from a finished `llmr study` folder.
+
+    python benchmarks/quality/diagnose.py runs/quality
+
+Prints markdown tables (no model is run; everything is read from the study's files):
+1. How much the LLM's scores separate candidates: per iteration, the spread (best - worst mean
+   token log-prob) among a query's candidates, and for classification queries how often the
+   best-scored candidate carries the query's gold label (chance: 1 / labels).
+2. What each stage learned, on held-back training queries: reward model vs LLM, retriever vs reward
+   model, and the initial encoder vs the reward model (pairwise ordering agreement; chance 0.5).
+3. What each selector shows the LLM at test time: the share of shown examples from the query's own
+   task, and on classification tasks the share whose label equals the gold label, against accuracy.
+   Gemma-3-270M largely copies its demonstrations' labels (../shared/notes/stack.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+from llmr.data.directory import DataDir
+from llmr.data.jsonl import read_jsonl
+from llmr.data.schema import CandidateList
+from llmr.tasks import TASKS
+
+
+def label_of(contents: str) -> str:
+    return contents.rpartition("\n")[2]  # a pool item is "query\nanswer"
+
+
+def llm_signal(study: Path, pool: dict[str, str]) -> list[str]:
+    lines = [
+        "| iteration | queries | score spread among candidates (median) | best candidate has the gold label (cls) "
+        "| chance |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for scores in sorted(study.glob("pipeline/iteration-*/score-*/scores.jsonl.gz")):
+        lists = list(read_jsonl(scores, CandidateList))
+        spreads = sorted(max(c.doc_scores) - min(c.doc_scores) for c in lists if len(c.doc_scores) > 1)
+        hits, chance = [], []
+        for c in lists:
+            task = TASKS[c.task_name]
+            if task.mode != "cls":
+                continue
+            best = c.doc_ids[max(range(len(c.doc_scores)), key=c.doc_scores.__getitem__)]
+            hits.append(label_of(pool[best]) == c.answers[0])
+            chance.append(1 / len(task.label_words))
+        it = scores.parent.parent.name
+        lines.append(
+            f"| {it} | {len(lists)} | {spreads[len(spreads) // 2]:.2f} nats | {100 * mean(hits):.0f}% "
+            f"(n = {len(hits)}) | {100 * mean(chance):.0f}% |"
+        )
+    return lines
+
+
+def agreements(study: Path) -> list[str]:
+    lines = ["| stage | held-back queries | agreement | initial encoder |", "|---|---:|---:|---:|"]
+    order = {"reward": 0, "retriever": 1, "epr": 2}
+    markers = [m for m in study.glob("pipeline/iteration-*/*/stage.json") if m.parent.name.split("-")[0] in order]
+    for marker in sorted(markers, key=lambda m: (m.parent.parent.name, order[m.parent.name.split("-")[0]])):
+        report = json.loads(marker.read_text()).get("report", {})
+        stage = f"{marker.parent.parent.name}/{marker.parent.name.rsplit('-', 1)[0]}"
+        if "agreement_with_llm" in report:
+            lines.append(
+                f"| {stage}: reward model vs LLM | {report['held_back_queries']} | "
+                f"{report['agreement_with_llm']:.3f} | |"
+            )
+        if "agreement_with_reward" in report:
+            lines.append(
+                f"| {stage} vs reward model | | {report['agreement_with_reward']:.3f} | "
+                f"{report['initial_agreement_with_reward']:.3f} |"
+            )
+    return lines
+
+
+def shown_examples(study: Path, pool: dict[str, str]) -> list[str]:
+    stats: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for o in read_jsonl(study / "eval" / "explanations.jsonl.gz"):
+        s = stats[o["method"], o["k"]]
+        s["score"].append(o["score"])
+        if o["examples"]:
+            s["same_task"].append(mean(e["task"] == o["task"] for e in o["examples"]))
+        if TASKS[o["task"]].mode == "cls":
+            s["cls_correct"].append(o["score"])
+            same = [e for e in o["examples"] if e["task"] == o["task"]]
+            if same:
+                s["gold_label"].append(mean(label_of(pool[e["id"]]) == o["gold"] for e in same))
+                s["majority_gold"].append(
+                    float(max(set(labels := [label_of(pool[e["id"]]) for e in same]), key=labels.count) == o["gold"])
+                )
+    lines = [
+        "| method | k | shown examples from the query's task | cls: shown labels = gold | "
+        "cls: majority label = gold | cls accuracy |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def pct(values: list[float]) -> str:
+        return f"{100 * mean(values):.1f}" if values else "—"
+
+    for (method, k), s in stats.items():
+        lines.append(
+            f"| {method} | {k} | {pct(s['same_task'])} | {pct(s['gold_label'])} | {pct(s['majority_gold'])} "
+            f"| {pct(s['cls_correct'])} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", type=Path, help="A `llmr study` output folder.")
+    study = parser.parse_args().study
+    data = next(study.glob("pipeline/data-*"))
+    pool = {p.id: p.contents for p in DataDir(data).passages()}
+    for title, lines in (
+        ("LLM feedback", llm_signal(study, pool)),
+        ("Agreement on held-back training queries (pairwise order; chance 0.5)", agreements(study)),
+        ("What the selectors show the LLM", shown_examples(study, pool)),
+    ):
+        print(f"### {title}\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
