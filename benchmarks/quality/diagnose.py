@@ -3,9 +3,9 @@
     python benchmarks/quality/diagnose.py runs/quality
 
 Prints markdown tables (no model is run; everything is read from the study's files):
-1. How much the LLM's scores separate candidates: per iteration, the spread (best - worst mean
-   token log-prob) among a query's candidates, and for classification queries how often the
-   best-scored candidate carries the query's gold label (chance: 1 / labels).
+1. How much the LLM's scores separate candidates: per iteration, the share of candidates that get the
+   fixed penalty (another task's, or another label's for classification) and the spread (best -
+   worst mean token log-prob) among the rest of a query's candidates.
 2. What each stage learned, on held-back training queries: reward model vs LLM, retriever vs reward
    model, and the initial encoder vs the reward model (pairwise ordering agreement; chance 0.5).
 3. What each selector shows the LLM at test time: the share of shown examples from the query's own
@@ -24,6 +24,7 @@ from statistics import mean
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
+from llmr.scoring.feedback import PENALTY
 from llmr.tasks import TASKS
 
 
@@ -31,28 +32,20 @@ def label_of(contents: str) -> str:
     return contents.rpartition("\n")[2]  # a pool item is "query\nanswer"
 
 
-def llm_signal(study: Path, pool: dict[str, str]) -> list[str]:
+def llm_signal(study: Path) -> list[str]:
     lines = [
-        "| iteration | queries | score spread among candidates (median) | best candidate has the gold label (cls) "
-        "| chance |",
-        "|---|---:|---:|---:|---:|",
+        "| iteration | queries | candidates penalized (other task / other label) | score spread among the rest "
+        "(median, nats per token) |",
+        "|---|---:|---:|---:|",
     ]
     for scores in sorted(study.glob("pipeline/iteration-*/score-*/scores.jsonl.gz")):
         lists = list(read_jsonl(scores, CandidateList))
-        spreads = sorted(max(c.doc_scores) - min(c.doc_scores) for c in lists if len(c.doc_scores) > 1)
-        hits, chance = [], []
-        for c in lists:
-            task = TASKS[c.task_name]
-            if task.mode != "cls":
-                continue
-            best = c.doc_ids[max(range(len(c.doc_scores)), key=c.doc_scores.__getitem__)]
-            hits.append(label_of(pool[best]) == c.answers[0])
-            chance.append(1 / len(task.label_words))
-        it = scores.parent.parent.name
-        lines.append(
-            f"| {it} | {len(lists)} | {spreads[len(spreads) // 2]:.2f} nats | {100 * mean(hits):.0f}% "
-            f"(n = {len(hits)}) | {100 * mean(chance):.0f}% |"
+        penalized = [s <= PENALTY for c in lists for s in c.doc_scores]
+        spreads = sorted(
+            max(kept) - min(kept) for c in lists if len(kept := [s for s in c.doc_scores if s > PENALTY]) > 1
         )
+        spread = f"{spreads[len(spreads) // 2]:.2f} (n = {len(spreads)})" if spreads else "—"
+        lines.append(f"| {scores.parent.parent.name} | {len(lists)} | {100 * mean(penalized):.0f}% | {spread} |")
     return lines
 
 
@@ -115,7 +108,7 @@ def main() -> None:
     data = next(study.glob("pipeline/data-*"))
     pool = {p.id: p.contents for p in DataDir(data).passages()}
     for title, lines in (
-        ("LLM feedback", llm_signal(study, pool)),
+        ("LLM feedback", llm_signal(study)),
         ("Agreement on held-back training queries (pairwise order; chance 0.5)", agreements(study)),
         ("What the selectors show the LLM", shown_examples(study, pool)),
     ):
