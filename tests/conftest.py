@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # dspy's litellm: no network fetch at import
+
 
 @pytest.fixture(scope="session")
 def shared_tasks_dir() -> Path:

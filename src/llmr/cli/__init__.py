@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from llmr.cli import candidates, data, demo, evaluate, llm, pipeline, score, tasks, train
+from llmr.cli import candidates, data, demo, evaluate, llm, pipeline, score, serve, tasks, train
 
 app = typer.Typer(
     name="llmr",
@@ -24,6 +24,7 @@ app.command("demo")(demo.demo)
 app.command("pipeline")(pipeline.pipeline)
 app.command("eval")(evaluate.eval_cmd)
 app.command("study")(pipeline.study)
+app.command("serve")(serve.serve)
 
 
 @app.callback()

@@ -1,0 +1,1 @@
+"""The trained retriever inside frameworks people already use: LangChain and DSPy (each import-guarded)."""

@@ -1,0 +1,69 @@
+"""Per-input demonstrations for DSPy programs, chosen by a trained llmr retriever.
+
+    from llmr.integrations.dspy import LLMRFewShot
+    fewshot = LLMRFewShot(trainset, model="runs/pipeline/retriever", k=4)
+    program = fewshot.compile(dspy.Predict("question -> answer"))
+    program(question="...")   # each call's predictors see the k training examples chosen for this input
+
+Like `dspy.KNNFewShot`, but the examples are labelled demos used as they are (no bootstrapping), and
+the similarity is the learned retriever's. `fewshot.demos(**inputs)` gives them directly (as `dspy.KNN`).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+from typing import Any
+
+try:
+    import dspy
+    from dspy.teleprompt import Teleprompter
+except ImportError as exc:  # pragma: no cover - exercised only without dspy
+    raise ImportError("the DSPy integration needs dspy: pip install dspy") from exc
+
+from llmr.serving.selector import IndexKind, Selector
+
+
+class LLMRFewShot(Teleprompter):
+    def __init__(
+        self,
+        trainset: Sequence[dspy.Example],
+        model: str = "all-minilm-l6-v2",
+        k: int = 4,
+        index: IndexKind = "flat",
+        selector: Selector | None = None,
+        **options: Any,  # budget_tokens, diversity, balance_labels
+    ) -> None:
+        super().__init__()
+        self.trainset = list(trainset)
+        self.k = k
+        self.options = options
+        self.input_keys = list(self.trainset[0].inputs().keys()) if self.trainset else []
+        items = [{"id": str(i), "contents": self._text(ex, labels=True)} for i, ex in enumerate(self.trainset)]
+        self.selector = selector or Selector.load(model, [], index=index)
+        self.selector.add(items)
+
+    def _text(self, example: Any, labels: bool) -> str:
+        values = [example[key] for key in self.input_keys if key in example]
+        if labels:
+            values += [v for _, v in example.labels().items()]
+        return "\n".join(str(v) for v in values)
+
+    def demos(self, **inputs: Any) -> list[dspy.Example]:
+        """The k training examples chosen for these inputs, most similar first."""
+        query = "\n".join(str(inputs[key]) for key in self.input_keys if key in inputs)
+        return [self.trainset[int(e.passage.id)] for e in self.selector.select(query, self.k, **self.options)]
+
+    def compile(self, student: dspy.Module, *, trainset: Any = None, teacher: Any = None) -> dspy.Module:
+        program = student.reset_copy()
+        forward = type(program).forward
+        fewshot = self
+
+        def forward_with_demos(self: dspy.Module, **kwargs: Any) -> Any:
+            demos = fewshot.demos(**kwargs)
+            for predictor in self.predictors():
+                predictor.demos = demos
+            return forward(self, **kwargs)
+
+        program.forward = types.MethodType(forward_with_demos, program)
+        return program

@@ -1,0 +1,294 @@
+"""`llmr.Selector`: a trained retriever (or any sentence-transformers encoder) over an example pool,
+choosing in-context examples for new queries.
+
+    selector = Selector.load("runs/quality/pipeline/retriever", pool="runs/.../passages.jsonl.gz")
+    selector.select("Review: a gem of a film. Positive or negative?", k=4, task="sst2")
+    selector.build_prompt(query, k=4, budget_tokens=512)
+    selector.add([{"query": "...", "answer": "...", "task_name": "sst2"}])   # no index rebuild
+
+Search: FAISS over normalised embeddings (cosine), exact (`flat`) or approximate (`hnsw`), the top
+`max(40, 4k)` of the pool (or of one task's items); then optionally MMR over those candidates
+(`diversity`: 0 = by similarity only) and label balance (round-robin over answers).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from llmr.candidates.dense import Encoder, pool_fingerprint
+from llmr.data.schema import Passage
+from llmr.evaluation.selectors import TOP_N, Example
+from llmr.manifest import config_hash
+from llmr.prompt import build_prompt, examples_within_budget
+
+IndexKind = Literal["flat", "hnsw"]
+PoolSource = str | Path | Iterable[Passage | Mapping[str, Any]]
+
+
+def as_passage(item: Passage | Mapping[str, Any], default_id: str) -> Passage:
+    """A pool item from a Passage or a mapping: `contents` (or `query` + `answer`), optional `id` and `task_name`."""
+    if isinstance(item, Passage):
+        return item
+    if not isinstance(item, Mapping):
+        raise TypeError(f"an example must be a mapping or a Passage, not {type(item).__name__}")
+    if "contents" in item:
+        contents = item["contents"]
+    elif "query" in item and "answer" in item:
+        contents = f"{item['query']}\n{item['answer']}"
+    else:
+        raise ValueError(f"example {item.get('id', default_id)!r}: needs `contents`, or `query` and `answer`")
+    if not isinstance(contents, str) or not contents.strip():
+        raise ValueError(f"example {item.get('id', default_id)!r}: `contents` must be non-empty text")
+    return Passage(id=item.get("id", default_id), contents=contents, task_name=item.get("task_name") or "default")
+
+
+def read_pool(pool: PoolSource) -> list[Passage]:
+    """A passages file (`.jsonl[.gz]`), a data folder holding one, or the items themselves."""
+    if isinstance(pool, str | Path):
+        from llmr.data.directory import DataDir
+        from llmr.data.jsonl import read_jsonl
+
+        path = Path(pool)
+        if path.is_dir():
+            return list(DataDir(path).passages())
+        if not path.is_file():
+            raise FileNotFoundError(f"pool not found: {path} (a passages .jsonl[.gz] file or a data folder)")
+        return list(read_jsonl(path, Passage))
+    return [as_passage(item, f"ex-{i}") for i, item in enumerate(pool)]
+
+
+def make_index(kind: IndexKind, dim: int, hnsw_m: int = 32, ef_search: int = 64):
+    import faiss
+
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = ef_search
+        return index
+    raise ValueError(f"index must be 'flat' or 'hnsw', not {kind!r}")
+
+
+def mmr(sims: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> list[int]:
+    """Maximal marginal relevance over candidates (their query similarities and vectors): positions,
+    each next one maximising (1 - diversity) * its similarity to the query - diversity * its highest
+    similarity to those already picked."""
+    chosen: list[int] = []
+    closest = np.full(len(sims), -np.inf)
+    for _ in range(min(k, len(sims))):
+        penalty = np.where(np.isinf(closest), 0.0, closest)
+        value = (1 - diversity) * sims - diversity * penalty
+        value[chosen] = -np.inf
+        best = int(np.argmax(value))
+        chosen.append(best)
+        closest = np.maximum(closest, vectors @ vectors[best])
+    return chosen
+
+
+def balanced(order: Sequence[int], labels: Sequence[str], k: int) -> list[int]:
+    """Round-robin over labels (by the rank of each label's best item), keeping rank order within a label."""
+    queues: dict[str, list[int]] = defaultdict(list)
+    for i in order:
+        queues[labels[i]].append(i)
+    out: list[int] = []
+    while len(out) < min(k, len(order)):
+        for queue in queues.values():
+            if queue and len(out) < k:
+                out.append(queue.pop(0))
+    return out
+
+
+class Selector:
+    """Chooses in-context examples for queries from a pool, with a (trained) dense retriever."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        pool: Sequence[Passage],
+        index: IndexKind = "flat",
+        count_tokens: Callable[[Sequence[str]], list[int]] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.kind = index
+        self.passages: list[Passage] = []
+        self._ids: set[str] = set()
+        self._tasks: list[str] = []
+        self._by_task: dict[str, list[int]] = defaultdict(list)
+        self._task_filters: dict[str, Any] = {}
+        self._lock = threading.RLock()  # search and add may come from several threads (the HTTP service)
+        dim = encoder.encode(["dimension"]).shape[1]  # the method's name differs across sentence-transformers versions
+        self.index = make_index(index, dim)
+        self.count_tokens = count_tokens or self._encoder_tokens
+        self._fingerprint: str | None = None
+        self.add(pool)
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        pool: PoolSource,
+        index: IndexKind = "flat",
+        batch_size: int = 128,
+        tokenizer: str | None = None,
+    ) -> Selector:
+        """`model`: a trained llmr retriever folder, `all-minilm-l6-v2` (embedded) or any sentence-transformers
+        encoder (folder or hub id). `pool`: a passages file, a data folder, or the examples themselves.
+        `tokenizer` (a Hugging Face tokenizer folder or id) counts tokens for `budget_tokens` as your LLM
+        does; by default the encoder's tokenizer approximates it."""
+        count = None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(tokenizer)
+            count = lambda texts: [len(ids) for ids in tok(list(texts), add_special_tokens=False).input_ids]  # noqa: E731
+        return cls(Encoder(str(model), batch_size), read_pool(pool), index, count)
+
+    # -- the pool --------------------------------------------------------------------------------
+
+    def add(self, examples: Iterable[Passage | Mapping[str, Any]]) -> int:
+        """Encode and index new examples (ids must be new); returns how many were added."""
+        with self._lock:
+            start = len(self.passages)
+            items = [as_passage(e, f"ex-{start + i}") for i, e in enumerate(examples)]
+            ids = [p.id for p in items]
+            clash = next((i for i in ids if i in self._ids), None) or next(
+                (i for i, n in Counter(ids).items() if n > 1), None
+            )
+            if clash is not None:
+                raise ValueError(f"example id {clash!r} is already in the pool")
+            if not items:
+                return 0
+            vectors = self.encoder.encode([p.contents for p in items])
+            self.index.add(vectors)
+            for offset, p in enumerate(items):
+                self._by_task[p.task_name].append(start + offset)
+            self.passages.extend(items)
+            self._ids.update(ids)
+            self._tasks.extend(p.task_name for p in items)
+            self._task_filters.clear()
+            self._fingerprint = None
+            return len(items)
+
+    @property
+    def fingerprint(self) -> str:
+        """What selections depend on: the encoder's weights and the pool's contents."""
+        if self._fingerprint is None:
+            pool = pool_fingerprint(self.passages)
+            self._fingerprint = config_hash({"encoder": self.encoder.fingerprint, "pool": pool})
+        return self._fingerprint
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted(self._by_task)
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "encoder": self.encoder.fingerprint,
+            "pool_size": len(self.passages),
+            "tasks": {t: len(rows) for t, rows in sorted(self._by_task.items())},
+            "index": self.kind,
+            "dim": self.index.d,
+            "fingerprint": self.fingerprint,
+        }
+
+    # -- selection -------------------------------------------------------------------------------
+
+    def select(
+        self,
+        query: str,
+        k: int = 8,
+        task: str | None = None,
+        budget_tokens: int | None = None,
+        diversity: float | None = None,
+        balance_labels: bool = False,
+    ) -> list[Example]:
+        """The k examples for one query, most similar first (within `budget_tokens` with the query)."""
+        return self.select_many([query], k, task, budget_tokens, diversity, balance_labels)[0]
+
+    def select_many(
+        self,
+        queries: Sequence[str],
+        k: int = 8,
+        task: str | Sequence[str | None] | None = None,
+        budget_tokens: int | None = None,
+        diversity: float | None = None,
+        balance_labels: bool = False,
+    ) -> list[list[Example]]:
+        """`select` for many queries with one encoder pass; `task` is one task for all, or one per query."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        if diversity is not None and not 0.0 <= diversity <= 1.0:
+            raise ValueError(f"diversity must be in [0, 1], not {diversity}")
+        per_query = [task] * len(queries) if task is None or isinstance(task, str) else list(task)
+        if len(per_query) != len(queries):
+            raise ValueError(f"{len(per_query)} tasks for {len(queries)} queries")
+        unknown = {t for t in per_query if t is not None and t not in self._by_task}
+        if unknown:
+            raise ValueError(f"unknown task(s) {sorted(unknown)}: the pool has {', '.join(self.tasks)}")
+        if not queries:
+            return []
+        top_n = max(TOP_N, 4 * k) if (diversity or balance_labels) else k
+        with self._lock:
+            vectors = self.encoder.encode(queries)
+            found: list[tuple[np.ndarray, np.ndarray]] = [None] * len(queries)  # type: ignore[list-item]
+            for t, rows in _group(per_query).items():
+                scores, docs = self._search(vectors[rows], top_n, t)
+                for j, row in enumerate(rows):
+                    keep = docs[j] >= 0
+                    found[row] = (docs[j][keep], scores[j][keep])
+            out = []
+            for (docs, scores), query in zip(found, queries, strict=True):
+                order = list(range(len(docs)))
+                if diversity:
+                    order = mmr(scores, self.index.reconstruct_batch(docs), k, diversity)
+                if balance_labels:
+                    order = balanced(order, [self.passages[d].contents.rpartition("\n")[2] for d in docs], k)
+                chosen = [Example(self.passages[int(docs[i])], float(scores[i])) for i in order[:k]]
+                if budget_tokens is not None:
+                    texts = [e.passage.contents for e in chosen]
+                    chosen = chosen[: examples_within_budget(texts, query, budget_tokens, self.count_tokens)]
+                out.append(chosen)
+            return out
+
+    def build_prompt(self, query: str, k: int = 8, **options: Any) -> str:
+        """The LLM-R prompt: the selected examples (most similar last), then the query."""
+        return self.build_prompts([query], k, **options)[0]
+
+    def build_prompts(self, queries: Sequence[str], k: int = 8, **options: Any) -> list[str]:
+        return [
+            build_prompt([e.passage.contents for e in examples][::-1], query)
+            for query, examples in zip(queries, self.select_many(queries, k, **options), strict=True)
+        ]
+
+    def _search(self, vectors: np.ndarray, n: int, task: str | None) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        if task is None:
+            return self.index.search(vectors, min(n, len(self.passages)))
+        rows = self._by_task[task]
+        if task not in self._task_filters:
+            selector = faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64))
+            params = (faiss.SearchParametersHNSW if self.kind == "hnsw" else faiss.SearchParameters)(sel=selector)
+            self._task_filters[task] = (selector, params)  # keep the selector alive with its params
+        return self.index.search(vectors, min(n, len(rows)), params=self._task_filters[task][1])
+
+    def _encoder_tokens(self, texts: Sequence[str]) -> list[int]:
+        tok = self.encoder.model.tokenizer
+        return [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def _group(tasks: Sequence[str | None]) -> dict[str | None, list[int]]:
+    rows: dict[str | None, list[int]] = defaultdict(list)
+    for i, t in enumerate(tasks):
+        rows[t].append(i)
+    return rows

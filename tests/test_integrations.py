@@ -1,0 +1,64 @@
+"""LangChain and DSPy, each with the real package and the embedded encoder (skipped where not installed)."""
+
+from __future__ import annotations
+
+import pytest
+
+EXAMPLES = [
+    {"question": "What is the capital of France?", "answer": "Paris"},
+    {"question": "What is the capital of Japan?", "answer": "Tokyo"},
+    {"question": "How many legs does a spider have?", "answer": "eight"},
+    {"question": "Who wrote Hamlet?", "answer": "Shakespeare"},
+]
+
+
+def test_langchain_selector_in_a_few_shot_prompt() -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate
+
+    from llmr.integrations.langchain import LLMRExampleSelector
+
+    selector = LLMRExampleSelector.from_examples(EXAMPLES, k=2, input_keys=["question"])
+    chosen = selector.select_examples({"question": "What is the capital of Italy?"})
+    assert {e["answer"] for e in chosen} == {"Paris", "Tokyo"}  # the two capital questions
+    selector.add_example({"question": "What is the capital of Spain?", "answer": "Madrid"})
+    prompt = FewShotPromptTemplate(
+        example_selector=selector,
+        example_prompt=PromptTemplate.from_template("Q: {question}\nA: {answer}"),
+        suffix="Q: {question}\nA:",
+        input_variables=["question"],
+    )
+    text = prompt.format(question="Which city is the capital of Spain?")
+    assert "A: Madrid" in text and "spider" not in text and text.endswith("Q: Which city is the capital of Spain?\nA:")
+
+
+def test_langchain_selector_over_a_trained_pool_returns_input_output_dicts() -> None:
+    pytest.importorskip("langchain_core")
+    from llmr import Selector
+    from llmr.integrations.langchain import LLMRExampleSelector
+
+    pool = [{"id": "a", "contents": "Review: a joy to watch\nPositive", "task_name": "sst2"}]
+    selector = LLMRExampleSelector(Selector.load("all-minilm-l6-v2", pool), k=1, task="sst2")
+    assert selector.select_examples({"input": "a fun film"}) == [
+        {"input": "Review: a joy to watch", "output": "Positive"}
+    ]
+
+
+def test_dspy_program_sees_the_demos_chosen_for_each_input() -> None:
+    dspy = pytest.importorskip("dspy")
+    from dspy.utils import DummyLM
+
+    from llmr.integrations.dspy import LLMRFewShot
+
+    trainset = [dspy.Example(**e).with_inputs("question") for e in EXAMPLES]
+    fewshot = LLMRFewShot(trainset, k=1)
+    assert fewshot.demos(question="How many legs does an ant have?")[0].answer == "eight"
+    program = fewshot.compile(dspy.Predict("question -> answer"))
+    lm = DummyLM([{"answer": "Rome"}, {"answer": "Marlowe"}])
+    with dspy.context(lm=lm):
+        assert program(question="What is the capital of Italy?").answer == "Rome"
+        first = str(lm.history[-1]["messages"])
+        program(question="Who wrote Macbeth?")
+        second = str(lm.history[-1]["messages"])
+    assert ("Paris" in first or "Tokyo" in first) and "Shakespeare" not in first
+    assert "Shakespeare" in second and "Paris" not in second

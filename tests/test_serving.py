@@ -1,0 +1,235 @@
+"""`llmr.Selector` and `llmr serve`: selection rules, the pool, and the real HTTP service on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+import llmr
+from llmr.data.schema import Passage
+from llmr.serving.selector import as_passage, balanced, mmr, read_pool
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+REVIEWS = [
+    ("a warm, funny and beautifully acted film", "Positive"),
+    ("an absolute joy from start to finish", "Positive"),
+    ("one of the best movies of the year", "Positive"),
+    ("the plot is a mess and the jokes fall flat", "Negative"),
+    ("tedious, predictable and far too long", "Negative"),
+    ("a boring film with wooden acting", "Negative"),
+    ("a boring film, with wooden acting!", "Negative"),  # a near-copy, for diversity
+]
+NEWS = [
+    ("Stocks rallied as the central bank held interest rates", "Business"),
+    ("The striker scored twice in the cup final", "Sports"),
+    ("A new chip promises faster phones", "Sci/Tech"),
+]
+
+
+def pool() -> list[dict]:
+    items = [{"id": f"sst2-{i}", "query": q, "answer": a, "task_name": "sst2"} for i, (q, a) in enumerate(REVIEWS)]
+    items += [{"id": f"news-{i}", "query": q, "answer": a, "task_name": "ag_news"} for i, (q, a) in enumerate(NEWS)]
+    return items
+
+
+@pytest.fixture(scope="module")
+def selector() -> llmr.Selector:
+    return llmr.Selector.load("all-minilm-l6-v2", pool())
+
+
+# -- rules on their own ----------------------------------------------------------------------
+
+
+def test_mmr_without_diversity_is_similarity_order_and_with_it_skips_near_duplicates() -> None:
+    vectors = np.array([[1.0, 0.0], [0.999, 0.045], [0.6, 0.8]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = np.array([0.95, 0.94, 0.7])
+    assert mmr(sims, vectors, 3, 0.0) == [0, 1, 2]
+    assert mmr(sims, vectors, 2, 0.5) == [0, 2]  # the near-copy of the first pick loses to a different item
+
+
+def test_balanced_alternates_labels_in_rank_order() -> None:
+    labels = ["Positive", "Positive", "Positive", "Negative", "Negative"]
+    assert balanced([0, 1, 2, 3, 4], labels, 4) == [0, 3, 1, 4]
+    assert balanced([0, 1], labels, 4) == [0, 1]  # fewer candidates than k
+
+
+def test_pool_items_are_checked() -> None:
+    assert as_passage({"query": "q", "answer": "a"}, "x").contents == "q\na"
+    with pytest.raises(ValueError, match="needs `contents`"):
+        as_passage({"query": "q"}, "ex-3")
+    with pytest.raises(ValueError, match="non-empty"):
+        as_passage({"contents": " "}, "ex-3")
+    with pytest.raises(FileNotFoundError, match="pool not found"):
+        read_pool("no/such/passages.jsonl")
+
+
+# -- the library --------------------------------------------------------------------------------
+
+
+def test_select_finds_the_nearest_examples_of_the_task(selector: llmr.Selector) -> None:
+    chosen = selector.select("tedious, predictable and much too long", k=3, task="sst2")
+    assert [e.passage.task_name for e in chosen] == ["sst2"] * 3
+    assert chosen[0].passage.id == "sst2-4"
+    assert chosen[0].score >= chosen[1].score >= chosen[2].score
+    anywhere = selector.select("the goalkeeper saved a penalty in the final", k=1)
+    assert anywhere[0].passage.id == "news-1"  # no task: the whole pool
+
+
+def test_select_many_matches_select_and_takes_one_task_per_query(selector: llmr.Selector) -> None:
+    queries = ["a joyful film", "shares fell on weak earnings"]
+    many = selector.select_many(queries, k=2, task=["sst2", "ag_news"])
+    assert [[e.passage.id for e in x] for x in many] == [
+        [e.passage.id for e in selector.select(q, k=2, task=t)]
+        for q, t in zip(queries, ["sst2", "ag_news"], strict=True)
+    ]
+    with pytest.raises(ValueError, match="unknown task"):
+        selector.select("x", task="mnli")
+    with pytest.raises(ValueError, match="k must be"):
+        selector.select("x", k=0)
+
+
+def test_budget_drops_the_least_similar_and_the_prompt_puts_the_most_similar_last(selector: llmr.Selector) -> None:
+    full = selector.select("a boring, tedious film", k=4, task="sst2")
+    sizes = selector.count_tokens([e.passage.contents + "\n\n" for e in full] + ["a boring, tedious film\n"])
+    budget = sum(sizes[:2]) + sizes[-1]
+    cut = selector.select("a boring, tedious film", k=4, task="sst2", budget_tokens=budget)
+    assert len(full) == 4
+    assert [e.passage.id for e in cut] == [e.passage.id for e in full[:2]]
+    prompt = selector.build_prompt("a boring, tedious film", k=2, task="sst2")
+    assert prompt.endswith(f"{full[0].passage.contents}\n\na boring, tedious film\n")
+
+
+def test_diversity_and_label_balance(selector: llmr.Selector) -> None:
+    query = "a boring film with wooden acting"
+    plain = selector.select(query, k=2, task="sst2")
+    assert {e.passage.id for e in plain} == {"sst2-5", "sst2-6"}  # the item and its near-copy
+    diverse = selector.select(query, k=2, task="sst2", diversity=0.7)
+    assert diverse[0].passage.id == plain[0].passage.id and diverse[1].passage.id not in {"sst2-5", "sst2-6"}
+    mixed = selector.select(query, k=2, task="sst2", balance_labels=True)
+    assert mixed[0].passage.id == plain[0].passage.id
+    assert {e.passage.contents.rsplit("\n", 1)[1] for e in mixed} == {"Positive", "Negative"}
+
+
+def test_add_extends_the_index_in_place() -> None:
+    sel = llmr.Selector.load("all-minilm-l6-v2", pool())
+    index, before = sel.index, sel.fingerprint
+    assert sel.add([{"query": "The senate passed the budget bill", "answer": "World", "task_name": "ag_news"}]) == 1
+    assert sel.index is index and index.ntotal == len(pool()) + 1 and sel.fingerprint != before
+    top = sel.select("the budget bill passed the senate", k=1, task="ag_news")[0]
+    assert top.passage.contents.endswith("World")
+    with pytest.raises(ValueError, match="already in the pool"):
+        sel.add([{"id": "news-0", "contents": "dup\nBusiness"}])
+    with pytest.raises(ValueError, match="already in the pool"):
+        sel.add([{"id": "a", "contents": "x\ny"}, {"id": "a", "contents": "z\ny"}])
+
+
+def test_hnsw_index_agrees_with_flat_on_a_small_pool(selector: llmr.Selector) -> None:
+    approx = llmr.Selector.load("all-minilm-l6-v2", pool(), index="hnsw")
+    for q in ("a dull movie", "interest rates", "new phones"):
+        assert [e.passage.id for e in approx.select(q, k=3)] == [e.passage.id for e in selector.select(q, k=3)]
+        assert [e.passage.id for e in approx.select(q, k=2, task="sst2")] == [
+            e.passage.id for e in selector.select(q, k=2, task="sst2")
+        ]
+
+
+def test_load_reads_a_passages_file(tmp_path) -> None:
+    from llmr.data.jsonl import write_jsonl
+
+    path = tmp_path / "passages.jsonl.gz"
+    write_jsonl(
+        path, [Passage(id=p["id"], contents=f"{p['query']}\n{p['answer']}", task_name=p["task_name"]) for p in pool()]
+    )
+    sel = llmr.Selector.load("all-minilm-l6-v2", path)
+    assert len(sel) == len(pool()) and sel.tasks == ["ag_news", "sst2"]
+
+
+# -- the HTTP service ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def service(selector: llmr.Selector):
+    from llmr.serving.service import Limits, background_server, create_app
+
+    sel = llmr.Selector.load("all-minilm-l6-v2", pool())
+    limits = Limits(max_k=8, max_queries=4, max_body_bytes=20_000, max_examples=3)
+    with background_server(create_app(sel, limits)) as url:
+        yield url
+
+
+def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector) -> None:
+    with httpx.Client(base_url=service) as client:
+        assert client.get("/healthz").json() == {"status": "ok", "pool_size": len(pool())}
+        info = client.get("/v1/info").json()
+        assert info["pool_size"] == len(pool()) and info["limits"]["max_k"] == 8 and info["index"] == "flat"
+        got = client.post("/v1/select", json={"query": "a dull movie", "k": 2, "task": "sst2"})
+        assert got.status_code == 200
+        expected = [e.passage.id for e in selector.select("a dull movie", k=2, task="sst2")]
+        assert [e["id"] for e in got.json()["results"][0]] == expected
+        batch = client.post("/v1/select", json={"queries": ["a dull movie", "rates rose"], "k": 1}).json()
+        assert len(batch["results"]) == 2 and batch["results"][1][0]["task_name"] == "ag_news"
+        prompt = client.post("/v1/prompt", json={"query": "a dull movie", "k": 2, "task": "sst2"}).json()
+        assert prompt["prompts"][0] == selector.build_prompt("a dull movie", k=2, task="sst2")
+        added = client.post(
+            "/v1/examples",
+            json={"examples": [{"query": "Parliament votes", "answer": "World", "task_name": "ag_news", "id": "w1"}]},
+        )
+        assert added.json() == {"added": 1, "pool_size": len(pool()) + 1}
+        top = client.post("/v1/select", json={"query": "parliament voted", "k": 1, "task": "ag_news"}).json()
+        assert top["results"][0][0]["id"] == "w1"
+        assert client.post("/v1/examples", json={"examples": [{"id": "w1", "contents": "x\ny"}]}).status_code == 409
+        assert "/v1/select" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({}, 422, "exactly one of"),
+        ({"query": "a", "queries": ["b"]}, 422, "exactly one of"),
+        ({"query": ""}, 422, "at least 1 character"),
+        ({"query": "a", "k": 0}, 422, "greater than or equal to 1"),
+        ({"query": "a", "k": 9}, 422, "limit of 8"),
+        ({"query": "a", "kk": 2}, 422, "Extra inputs"),
+        ({"query": "a", "task": "mnli"}, 422, "unknown task"),
+        ({"query": "a", "diversity": 2}, 422, "less than or equal to 1"),
+        ({"queries": ["a"] * 5}, 413, "limit is 4"),
+        ({"query": "a" * 30_000}, 413, "bytes"),
+        ({"query": 3}, 422, "valid string"),
+    ],
+)
+def test_service_refuses_bad_requests_clearly(service: str, body: dict, status: int, message: str) -> None:
+    got = httpx.post(f"{service}/v1/select", json=body)
+    assert got.status_code == status, got.text
+    assert message in got.text
+
+
+def test_service_refuses_malformed_json_and_bad_examples(service: str) -> None:
+    bad = httpx.post(f"{service}/v1/select", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and "JSON" in bad.text
+    assert httpx.post(f"{service}/v1/examples", json={"examples": [{"query": "q"}]}).status_code == 422
+    assert httpx.post(f"{service}/v1/examples", json={"examples": [{"contents": "x\ny"}] * 4}).status_code == 413
+    assert httpx.get(f"{service}/healthz").status_code == 200  # still up
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(service: str, selector: llmr.Selector) -> None:
+    queries = ["a dull movie", "a joyful film", "rates rose", "a goal in the final"] * 10
+
+    async def run() -> list[list[str]]:
+        async with httpx.AsyncClient(base_url=service) as client:
+            replies = await asyncio.gather(*(client.post("/v1/select", json={"query": q, "k": 2}) for q in queries))
+        return [[e["id"] for e in r.json()["results"][0]] for r in replies]
+
+    expected = {q: [e.passage.id for e in selector.select(q, k=2)] for q in set(queries)}
+    assert asyncio.run(run()) == [expected[q] for q in queries]
+
+
+def test_read_only_service_refuses_additions(selector: llmr.Selector) -> None:
+    from llmr.serving.service import Limits, background_server, create_app
+
+    with background_server(create_app(selector, Limits(read_only=True))) as url:
+        got = httpx.post(f"{url}/v1/examples", json={"examples": [{"contents": "x\ny"}]})
+        assert got.status_code == 403 and "read-only" in got.text
