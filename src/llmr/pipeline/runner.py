@@ -180,10 +180,13 @@ class Pipeline:
 
     def _finish(self, seconds: float) -> None:
         final = next(r for r in reversed(self.results) if r.name.endswith("/retriever"))
+        data = next(r for r in self.results if r.name == "data")
+        for name, target in (("retriever", final.path), ("data", data.path)):  # stable names for `llmr serve`
+            link = self.out / name
+            if link.is_symlink() or not link.exists():
+                link.unlink(missing_ok=True)
+                link.symlink_to(target.relative_to(self.out), target_is_directory=True)
         link = self.out / "retriever"
-        if link.is_symlink() or not link.exists():
-            link.unlink(missing_ok=True)
-            link.symlink_to(final.path.relative_to(self.out), target_is_directory=True)
         write_manifest(
             self.out / "manifest.json",
             "pipeline",
