@@ -233,3 +233,25 @@ def test_read_only_service_refuses_additions(selector: llmr.Selector) -> None:
     with background_server(create_app(selector, Limits(read_only=True))) as url:
         got = httpx.post(f"{url}/v1/examples", json={"examples": [{"contents": "x\ny"}]})
         assert got.status_code == 403 and "read-only" in got.text
+
+
+@pytest.mark.slow
+def test_service_survives_10k_requests_with_malformed_ones(selector: llmr.Selector) -> None:
+    """The load generator of benchmarks/serving.py: every valid request gets 200 with k examples, every
+    malformed one (bad JSON, unknown field, k over the limit, too many queries) its 4xx; no 5xx."""
+    import importlib.util
+    from pathlib import Path
+
+    from llmr.serving.service import background_server, create_app
+
+    path = Path(__file__).parents[1] / "benchmarks" / "serving.py"
+    spec = importlib.util.spec_from_file_location("serving_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    queries = [q for q, _ in REVIEWS + NEWS]
+    sel = llmr.Selector.load("all-minilm-l6-v2", pool() + [{"contents": f"filler {i}\nx"} for i in range(8)])
+    with background_server(create_app(sel)) as url:
+        result = asyncio.run(bench.load(url, queries, 10_000, 32))
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    assert result["wrong"] == 0, result
+    assert set(result["statuses"]) <= {200, 413, 422} and result["statuses"][200] == 9_000
