@@ -7,7 +7,9 @@ Prints markdown tables (no model is run; everything is read from the study's fil
    fixed penalty (another task's, or another label's for classification) and the spread (best -
    worst mean token log-prob) among the rest of a query's candidates.
 2. What each stage learned, on held-back training queries: reward model vs LLM, retriever vs reward
-   model, and the initial encoder vs the reward model (pairwise ordering agreement; chance 0.5).
+   model, and the initial encoder vs the reward model (pairwise ordering agreement; chance 0.5);
+   and whether each scorer puts the candidates the LLM feedback keeps above the penalized ones
+   (the label signal: the query's own task and its gold label).
 3. What each selector shows the LLM at test time: the share of shown examples from the query's own
    task, and on classification tasks the share whose label equals the gold label, against accuracy.
    Gemma-3-270M largely copies its demonstrations' labels (../shared/notes/stack.md).
@@ -23,7 +25,7 @@ from statistics import mean
 
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
-from llmr.data.schema import CandidateList
+from llmr.data.schema import CandidateList, Passage
 from llmr.scoring.feedback import PENALTY
 from llmr.tasks import TASKS
 
@@ -69,6 +71,43 @@ def agreements(study: Path) -> list[str]:
     return lines
 
 
+def penalty_agreement(study: Path, pool: dict[str, Passage]) -> list[str]:
+    """On held-back queries: how often a scorer puts a candidate the LLM feedback keeps above one it penalizes
+    (another task's, or another label's). The agreement above skips penalized candidates; this is the rest."""
+    from llmr.pipeline.runner import held_back
+    from llmr.training.agreement import retriever_similarities
+
+    config = json.loads((study / "pipeline" / "manifest.json").read_text())["config"]
+    lines = ["| iteration | scorer | held-back queries | kept above penalized |", "|---|---|---:|---:|"]
+    for scores in sorted(study.glob("pipeline/iteration-*/score-*/scores.jsonl.gz")):
+        iteration = scores.parent.parent
+        held = [
+            c
+            for c in read_jsonl(scores, CandidateList)
+            if held_back(c.query_id, config["validation_fraction"], config["seed"])
+        ]
+        scorers = {}
+        teacher = next(iteration.glob("reward-*/teacher.jsonl.gz"), None)
+        if teacher:
+            by_id = {c.query_id: c.doc_scores for c in read_jsonl(teacher, CandidateList)}
+            scorers["reward model"] = by_id
+        for name, folder in (("initial encoder", config["retriever"]["model"]), ("retriever", None), ("epr", None)):
+            if folder is None:
+                folder = next((str(f) for f in iteration.glob(f"{name}-*") if (f / "stage.json").exists()), None)
+            if folder:
+                scorers[name] = retriever_similarities(folder, held, pool)
+        for name, predicted in scorers.items():
+            above = total = 0
+            for c in held:
+                kept = [p for s, p in zip(c.doc_scores, predicted[c.query_id], strict=True) if s > PENALTY]
+                dropped = [p for s, p in zip(c.doc_scores, predicted[c.query_id], strict=True) if s <= PENALTY]
+                above += sum(k > d for k in kept for d in dropped)
+                total += len(kept) * len(dropped)
+            share = f"{above / total:.3f}" if total else "—"
+            lines.append(f"| {iteration.name} | {name} | {len(held)} | {share} (pairs: {total}) |")
+    return lines
+
+
 def shown_examples(study: Path, pool: dict[str, str]) -> list[str]:
     stats: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for o in read_jsonl(study / "eval" / "explanations.jsonl.gz"):
@@ -106,10 +145,12 @@ def main() -> None:
     parser.add_argument("study", type=Path, help="A `llmr study` output folder.")
     study = parser.parse_args().study
     data = next(study.glob("pipeline/data-*"))
-    pool = {p.id: p.contents for p in DataDir(data).passages()}
+    passages = {p.id: p for p in DataDir(data).passages()}
+    pool = {i: p.contents for i, p in passages.items()}
     for title, lines in (
         ("LLM feedback", llm_signal(study)),
         ("Agreement on held-back training queries (pairwise order; chance 0.5)", agreements(study)),
+        ("Kept vs penalized candidates on held-back queries (chance 0.5)", penalty_agreement(study, passages)),
         ("What the selectors show the LLM", shown_examples(study, pool)),
     ):
         print(f"### {title}\n\n" + "\n".join(lines) + "\n")
