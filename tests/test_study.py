@@ -52,7 +52,7 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     assert set(block["queries"]) == {"sst2", "ag_news", "copa", "natural_questions"}
     assert all(1 <= n <= 3 for n in block["queries"].values())  # at most eval.max_per_task each
     assert "llmr-2 - bm25" in block["ci"] and "llmr-2 - random" in block["ci"]
-    report = (out / "study.md").read_text()
+    report = (out / "eval" / "study.md").read_text()
     assert "iteration-2/retriever" in report and "LLM-R, 2 iterations" in report and "eval/llmr-2" in report
     # The iteration-1 retriever's pool index, built to mine iteration 2, is the one the evaluation used.
     assert len(list((out / "pipeline" / "index").glob("*.faiss"))) >= 2
@@ -61,3 +61,10 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     again = Study(cfg, out, llm=llm).run()
     assert not any(r.ran for r in again["stages"]) and llm.calls == []  # every stage and outcome cached
     assert json.loads((out / "eval" / "results.json").read_text())["by_k"] == results["by_k"]
+
+    # A variant (another k, fewer methods) reuses every pipeline stage and reports in its own folder.
+    variant = StudyConfig.load(None, [*overrides, "eval.name=eval-k1", "eval.k=[1]", "eval.methods=[bm25,llmr-2]"])
+    third = Study(variant, out, llm=FakeLLM()).run()
+    assert not any(r.ran for r in third["stages"])
+    assert json.loads((out / "eval-k1" / "results.json").read_text())["methods"] == ["bm25", "llmr-2"]
+    assert (out / "eval" / "results.json").exists()

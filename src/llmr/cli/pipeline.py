@@ -37,7 +37,7 @@ def pipeline(
 
 def study(
     config: Path = typer.Argument(None, help="Study YAML: `pipeline` and `eval` sections (see benchmarks/quality/)."),
-    out: Path = typer.Option(Path("runs/study"), "--out", "-o", help="Study folder: pipeline/, eval/, study.md."),
+    out: Path = typer.Option(Path("runs/study"), "--out", "-o", help="Study folder: pipeline/ and eval/ (study.md)."),
     overrides: list[str] = typer.Option(
         None, "--set", help="Override one setting, e.g. --set eval.k=[4,8] or --set pipeline.llm.model=smollm2-135m."
     ),
@@ -59,5 +59,6 @@ def study(
         return
     Study(cfg, out).run(until)  # type: ignore[arg-type]
     if until == "eval":
-        console.print((out / "study.md").read_text())
-        console.print(f"study -> {out / 'study.md'}")
+        report = out / cfg.eval.name / "study.md"
+        console.print(report.read_text())
+        console.print(f"study -> {report}")

@@ -33,6 +33,8 @@ PAPER_NAMES = {"dense": "E5-base", "llmr-1": "LLM-R, 1 iteration", "llmr-2": "LL
 
 
 class EvalSection(Section):
+    name: str = Field("eval", pattern=r"^[\w.-]+$")  # the report's folder under the study folder: variants side by side
+    llm: str | None = None  # the LLM to evaluate with (an embedded name, folder or hub id); None: the pipeline's
     # zero, random, kmeans, bm25, dense[:encoder], epr (the pipeline's EPR retriever), llmr-<i> (iteration i),
     # or <name>:<retriever folder>
     methods: list[str] = Field(
@@ -69,12 +71,13 @@ class Study:
         self.config = config
         self.out = Path(out)
         needs_epr = "epr" in config.eval.methods
-        self.pipeline = Pipeline(
+        self.pipeline = Pipeline(  # the study's pipeline: its own score cache, EPR when evaluated
             config.pipeline.model_copy(update={"epr": config.pipeline.epr or needs_epr}),
             self.out / "pipeline",
             llm=llm,
             cache=self.out / "scores.sqlite",
         )
+        self._eval_llm: LLM | None = None
 
     def run(self, until: Literal["pipeline", "eval"] = "eval") -> dict[str, Any]:
         started = time.perf_counter()
@@ -82,19 +85,31 @@ class Study:
         if until == "pipeline":
             return {"stages": stages}
         runs, seconds = self.evaluate(stages)
-        eval_dir = self.out / "eval"
+        eval_dir = self.out / self.config.eval.name
         results = write_report(runs, eval_dir, self.config.eval.resamples)
         timings = _merge_timings(eval_dir / "timings.json", seconds)
         write_manifest(
-            self.out / "manifest.json",
+            eval_dir / "manifest.json",
             "study",
             self.config.model_dump(mode="json"),
             inputs={r.name: r.key for r in stages},
             seconds=time.perf_counter() - started,
-            llm=self.pipeline.llm.fingerprint,
+            llm=self.eval_llm.fingerprint,
         )
-        (self.out / "study.md").write_text(study_markdown(stages, results, timings, eval_dir))
+        (eval_dir / "study.md").write_text(study_markdown(stages, results, timings, eval_dir))
         return {"stages": stages, "results": results, "eval_seconds": timings}
+
+    @property
+    def eval_llm(self) -> LLM:
+        name = self.config.eval.llm
+        if name is None or name == self.config.pipeline.llm.model:
+            return self.pipeline.llm
+        if self._eval_llm is None:
+            from llmr.llm import load_llm
+
+            llm = self.config.pipeline.llm
+            self._eval_llm = load_llm(name, llm.backend, **llm.options())
+        return self._eval_llm
 
     def method_specs(self, stages: list[StageResult]) -> list[str]:
         """Method names as the config gives them, resolved to retriever folders of this run."""
@@ -114,10 +129,10 @@ class Study:
         data = DataDir(next(r.path for r in stages if r.name == "data"))
         records = select_records(list(data.records("test")), None, cfg.max_per_task, seed=0)
         settings = EvalSettings(budget_tokens=cfg.budget_tokens, max_new_tokens=cfg.max_new_tokens)
-        cache = OutcomeCache(self.out / "eval" / "cache.sqlite")
+        cache = OutcomeCache(self.out / cfg.name / "cache.sqlite")
         try:
             return evaluate_methods(
-                self.pipeline.llm,
+                self.eval_llm,
                 self.method_specs(stages),
                 list(data.passages()),
                 records,
