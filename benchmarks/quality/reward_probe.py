@@ -4,9 +4,9 @@
         --set reward.groups.top_k_positive=1 --set reward.groups.bottom_k_negative=4 --set reward.groups.n_negatives=4
 
 The study's pipeline config (`--config`, the study YAML) with `--set` overrides of its pipeline
-section; the model goes to `<study>/probes/<hash of the reward settings>/`. Prints, on the
-held-back training queries, the pairwise agreement with the LLM among kept candidates (what the pipeline reports) and how often a
-kept candidate is scored above a penalized one (another task's or another label's).
+section; the model goes to `<study>/probes/<hash of the reward settings>/`. Prints, on the held-back
+training queries, the pairwise agreement with the LLM among kept candidates (what the pipeline
+reports) and how often a kept candidate is scored above a penalized one (another task's or label's).
 """
 
 from __future__ import annotations
