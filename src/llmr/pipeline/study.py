@@ -129,7 +129,8 @@ class Study:
         data = DataDir(next(r.path for r in stages if r.name == "data"))
         records = select_records(list(data.records("test")), None, cfg.max_per_task, seed=0)
         settings = EvalSettings(budget_tokens=cfg.budget_tokens, max_new_tokens=cfg.max_new_tokens)
-        cache = OutcomeCache(self.out / cfg.name / "cache.sqlite")
+        # One cache for every variant (outcomes are keyed by LLM, selector, k, budget and query).
+        cache = OutcomeCache(self.out / "eval" / "cache.sqlite")
         try:
             return evaluate_methods(
                 self.eval_llm,
