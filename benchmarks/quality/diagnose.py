@@ -144,7 +144,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="A `llmr study` output folder.")
     study = parser.parse_args().study
-    data = next(study.glob("pipeline/data-*"))
+    scores = next(study.glob("pipeline/iteration-1/score-*/stage.json"))
+    data = study / "pipeline" / f"data-{json.loads(scores.read_text())['inputs']['data']}"
     passages = {p.id: p for p in DataDir(data).passages()}
     pool = {i: p.contents for i, p in passages.items()}
     for title, lines in (

@@ -47,8 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     cfg = StudyConfig.load(args.config, [f"pipeline.{o}" for o in args.overrides]).pipeline
     it = args.study / "pipeline" / f"iteration-{args.iteration}"
-    scores = next(it.glob("score-*"))
-    data = next((args.study / "pipeline").glob("data-*"))
+    scores = next(s for s in it.glob("score-*") if (s / "stage.json").exists())
+    data = args.study / "pipeline" / f"data-{json.loads((scores / 'stage.json').read_text())['inputs']['data']}"
     out = args.study / "probes" / config_hash({"reward": asdict(cfg.reward), "scores": scores.name})
     start = time.perf_counter()
 
