@@ -69,7 +69,7 @@ def test_caps_are_seeded(tmp_path: Path) -> None:
     assert a == b and len(a) == 6
     assert a != c
     assert (tmp_path / "a" / "train.jsonl.gz").read_bytes() == (tmp_path / "b" / "train.jsonl.gz").read_bytes()
-    # The pool is never capped.
+    # The pool is not capped by default (max_pool).
     assert sum(1 for _ in DataDir(tmp_path / "a").passages()) == 16
 
 
@@ -91,6 +91,26 @@ def test_held_out_tasks_are_pool_and_test_but_never_training_queries(tmp_path: P
     counts = _build(tmp_path / "src", tmp_path / "out", "all-available")
     assert counts == {"wsc273": {"pool": 0, "train": 0, "test": 1}, "qnli": {"pool": 2, "train": 0, "test": 1}}
     assert get_task("qnli").held_out and get_task("wsc273").held_out
+
+
+def test_pool_cap_and_extra_task_folders_beside_the_shared_copy(tmp_path: Path) -> None:
+    """`--source samples,<extra>`: each task from the first folder that has it; the extra folder's
+    held-out task (qnli) joins the pool and the test split, never the training queries."""
+    from llmr.data.sources import open_source
+
+    qnli_row = {"question": "Where is Paris?", "sentence": "Paris is in France.", "label": 0, "idx": 0}
+    _write_rows(tmp_path / "extra", "qnli", "train", [qnli_row, {**qnli_row, "label": 1, "idx": 1}])
+    _write_rows(tmp_path / "extra", "qnli", "test", [qnli_row])
+    _write_rows(tmp_path / "extra", "sst2", "test", [{"idx": 0, "sentence": "shadowed", "label": 1}])
+    source = open_source(f"samples,{tmp_path / 'extra'}")
+    assert {"sst2", "qnli"} <= source.available()
+    chosen = resolve_tasks("sst2,qnli", available=source.available())
+    config = BuildConfig(tasks=("sst2", "qnli"), source=source.describe(), max_pool=3)
+    counts = build(source, chosen, tmp_path / "out", config)
+    assert counts["qnli"] == {"pool": 2, "train": 0, "test": 1}
+    assert counts["sst2"]["pool"] == 3 and counts["sst2"]["train"] > 3  # the cap is on the pool only
+    tests = [r.query for r in DataDir(tmp_path / "out").records("test") if r.task_name == "sst2"]
+    assert not any("shadowed" in q for q in tests)  # sst2 came from samples, the first source with it
 
 
 def test_malformed_row_names_file_line_and_field(tmp_path: Path) -> None:

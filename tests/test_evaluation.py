@@ -82,6 +82,27 @@ def test_paired_bootstrap_covers_a_known_difference() -> None:
         paired_bootstrap(a, {"sst2": b["sst2"][:10], "rte": b["rte"]})
 
 
+def test_report_gives_held_out_cis_when_held_out_tasks_are_evaluated() -> None:
+    from llmr.evaluation.report import aggregate
+
+    def outs(task: str, scores: list[float]) -> list[dict]:
+        return [
+            {"task": task, "query_id": f"{task}{i}", "score": s, "prediction": "", "gold": ""}
+            for i, s in enumerate(scores)
+        ]
+
+    runs = {
+        ("random", 4, 0): outs("sst2", [0, 1, 0, 1]) + outs("qnli", [0, 0, 0, 1]),
+        ("bm25", 4, 0): outs("sst2", [1, 1, 0, 1]) + outs("qnli", [1, 1, 0, 1]),
+    }
+    block = aggregate(runs, n_resamples=100)["by_k"]["4"]
+    assert block["ci_held_out"]["bm25 - random"]["difference"] == pytest.approx(50.0)  # qnli only
+    assert block["ci"]["bm25 - random"]["difference"] == pytest.approx(37.5)  # mean of sst2 (+25) and qnli (+50)
+    assert block["summary"]["bm25"]["held_out_average"] == 75.0
+    without = aggregate({key: [o for o in v if o["task"] == "sst2"] for key, v in runs.items()}, n_resamples=100)
+    assert without["by_k"]["4"]["ci_held_out"] == {}
+
+
 # -- prompts ------------------------------------------------------------------------------------
 
 
