@@ -39,13 +39,14 @@ def real_texts(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
 
     source = open_source("shared")
     tasks = resolve_tasks("all-available", available=source.available())
-    per_task = n // len(tasks) + 1
+    per_task = 2 * n // len(tasks) + 1  # some tasks have fewer rows: sample more, shuffle, keep n
     pool, queries = [], []
     for task in tasks:
         train = sample(list(task_records(source, task, "train")), per_task, seed, task.name)
         pool += [pool_item(task, r).model_dump() for r in train]
         if source.has(task, "test"):
             queries += [r.query for r in sample(list(task_records(source, task, "test")), 20, seed, task.name)]
+    random.Random(seed).shuffle(pool)
     return pool[:n], random.Random(seed).sample(queries, min(500, len(queries)))
 
 
