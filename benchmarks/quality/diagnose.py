@@ -75,7 +75,7 @@ def penalty_agreement(study: Path, pool: dict[str, Passage]) -> list[str]:
     """On held-back queries: how often a scorer puts a candidate the LLM feedback keeps above one it penalizes
     (another task's, or another label's). The agreement above skips penalized candidates; this is the rest."""
     from llmr.pipeline.runner import held_back
-    from llmr.training.agreement import retriever_similarities
+    from llmr.training.agreement import kept_above_penalized, retriever_similarities
 
     config = json.loads((study / "pipeline" / "manifest.json").read_text())["config"]
     lines = ["| iteration | scorer | held-back queries | kept above penalized |", "|---|---|---:|---:|"]
@@ -97,14 +97,8 @@ def penalty_agreement(study: Path, pool: dict[str, Passage]) -> list[str]:
             if folder:
                 scorers[name] = retriever_similarities(folder, held, pool)
         for name, predicted in scorers.items():
-            above = total = 0
-            for c in held:
-                kept = [p for s, p in zip(c.doc_scores, predicted[c.query_id], strict=True) if s > PENALTY]
-                dropped = [p for s, p in zip(c.doc_scores, predicted[c.query_id], strict=True) if s <= PENALTY]
-                above += sum(k > d for k in kept for d in dropped)
-                total += len(kept) * len(dropped)
-            share = f"{above / total:.3f}" if total else "—"
-            lines.append(f"| {iteration.name} | {name} | {len(held)} | {share} (pairs: {total}) |")
+            share = kept_above_penalized(held, predicted)
+            lines.append(f"| {iteration.name} | {name} | {len(held)} | {'—' if share is None else f'{share:.3f}'} |")
     return lines
 
 

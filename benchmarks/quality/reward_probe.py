@@ -24,18 +24,7 @@ from llmr.manifest import config_hash
 from llmr.pipeline.runner import held_back
 from llmr.pipeline.stages import SCORES_FILE, TEACHER_FILE, reward
 from llmr.pipeline.study import StudyConfig
-from llmr.scoring.feedback import PENALTY
-
-
-def kept_above_penalized(held: list[CandidateList], predicted: dict[str, list[float]]) -> float | None:
-    above = total = 0
-    for c in held:
-        pairs = list(zip(c.doc_scores, predicted[c.query_id], strict=True))
-        kept = [p for s, p in pairs if s > PENALTY]
-        dropped = [p for s, p in pairs if s <= PENALTY]
-        above += sum(k > d for k in kept for d in dropped)
-        total += len(kept) * len(dropped)
-    return above / total if total else None
+from llmr.training.agreement import kept_above_penalized
 
 
 def main() -> None:

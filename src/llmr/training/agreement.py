@@ -34,6 +34,19 @@ def agreement(reference: Sequence[CandidateList], predicted: Mapping[str, Sequen
     return agree / total if total else None
 
 
+def kept_above_penalized(reference: Sequence[CandidateList], predicted: Mapping[str, Sequence[float]]) -> float | None:
+    """How often `predicted` scores a candidate the LLM feedback keeps above one it penalizes (-100:
+    another task's, or another label's) — the part of the order `agreement` skips."""
+    above = total = 0
+    for cands in reference:
+        pairs = list(zip(cands.doc_scores, predicted[cands.query_id], strict=True))
+        kept = [p for s, p in pairs if s > PENALTY]
+        dropped = [p for s, p in pairs if s <= PENALTY]
+        above += sum(k > d for k in kept for d in dropped)
+        total += len(kept) * len(dropped)
+    return above / total if total else None
+
+
 def retriever_similarities(
     model: str, candidates: Sequence[CandidateList], passages: Mapping[str, Passage]
 ) -> dict[str, list[float]]:
