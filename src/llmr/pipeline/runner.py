@@ -186,7 +186,6 @@ class Pipeline:
             if link.is_symlink() or not link.exists():
                 link.unlink(missing_ok=True)
                 link.symlink_to(target.relative_to(self.out), target_is_directory=True)
-        link = self.out / "retriever"
         write_manifest(
             self.out / "manifest.json",
             "pipeline",
@@ -198,7 +197,7 @@ class Pipeline:
         )
         self.console.print(
             f"[bold green]done[/] in {seconds:,.0f} s: retriever -> {final.path} "
-            f"(also {link}); SentenceTransformer('{final.path}') loads it"
+            f"(also {self.out / 'retriever'}, pool {self.out / 'data'}); SentenceTransformer('{final.path}') loads it"
         )
 
 
