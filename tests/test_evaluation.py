@@ -268,15 +268,15 @@ def test_a_killed_evaluation_resumes_without_redoing_committed_chunks(
 
     queries = [q.model_copy(update={"query_id": f"{q.query_id}_{i}"}) for i in range(3) for q in QUERIES]
     cache, bm25 = OutcomeCache(tmp_path / "cache.sqlite"), make_selector("bm25", _pool())
-    real, calls = harness.run_queries, []
+    real, calls = harness.answer, []
 
     def dies_on_the_third_chunk(*args, **kwargs):
-        calls.append(len(args[2]))
+        calls.append(len(args[1][0]))
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(harness, "run_queries", dies_on_the_third_chunk)
+    monkeypatch.setattr(harness, "answer", dies_on_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         evaluate(FakeLLM(), bm25, queries, 2, cache, EvalSettings(chunk=2))
     calls.clear()

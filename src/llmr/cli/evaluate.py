@@ -7,11 +7,21 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from llmr.cli.llm import DTYPE_HELP, MODEL_HELP, backend_options
+from llmr.cli.llm import (
+    ADDRESS,
+    CPUS_PER_WORKER,
+    DTYPE_HELP,
+    ENGINE,
+    GPUS_PER_WORKER,
+    MODEL_HELP,
+    WORKERS,
+    backend_options,
+    make_engine,
+)
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
-from llmr.llm import DEFAULT_LLM, load_llm
+from llmr.llm import DEFAULT_LLM
 from llmr.manifest import file_fingerprint, write_manifest
 
 console = Console()
@@ -45,6 +55,11 @@ def eval_cmd(
     batch_tokens: int = typer.Option(8192, help="hf backend: token budget of one forward pass."),
     budget_tokens: int = typer.Option(1024, help="Prompt budget in tokens; the least similar examples go first."),
     resamples: int = typer.Option(1000, help="Paired bootstrap resamples for the confidence intervals."),
+    engine: str = ENGINE,
+    address: str = ADDRESS,
+    workers: int = WORKERS,
+    cpus_per_worker: float = CPUS_PER_WORKER,
+    gpus_per_worker: float = GPUS_PER_WORKER,
 ) -> None:
     """Evaluate selectors by the LLM's in-context score on each task; write tables, plots, explanations."""
     ks, seed_list = _ints(k, "--k"), _ints(seeds, "--seeds") or [0]
@@ -54,7 +69,8 @@ def eval_cmd(
     records = select_records(list(folder.records(split)), tasks, max_per_task, seed=0)
     if not records:
         raise typer.BadParameter(f"no {split} records for tasks {tasks!r} in {data}", param_hint="--tasks")
-    llm = load_llm(model, backend, **backend_options(backend, dtype, batch_tokens))
+    options = backend_options(backend, dtype, batch_tokens)
+    llm = make_engine(engine, model, backend, options, address, workers, cpus_per_worker, gpus_per_worker)
     settings = EvalSettings(budget_tokens=budget_tokens or None)
     cache = OutcomeCache(out / "cache.sqlite")
     try:
@@ -63,6 +79,7 @@ def eval_cmd(
         raise typer.BadParameter(str(exc), param_hint="--methods") from None
     finally:
         cache.close()
+        llm.close()
     results = write_report(runs, out, resamples)
     write_manifest(
         out / "manifest.json",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from llmr.data.jsonl import DataFileError, read_jsonl, write_jsonl
+from llmr.distributed.engine import Engine, LocalEngine
 from llmr.llm import BACKENDS, DEFAULT_LLM, load_llm
 from llmr.progress import progress_bar
 
@@ -55,3 +57,33 @@ def score_cmd(
             bar.advance(task, len(part))
     write_jsonl(out, rows)
     console.print(f"scored {len(rows)} pairs with {llm.fingerprint} -> {out}")
+
+
+ENGINE = typer.Option(
+    "local", help="local: the LLM in this process; ray: one LLM replica per Ray worker (pip install 'llmr[ray]')."
+)
+ADDRESS = typer.Option(None, help="ray: join this cluster ('auto', 'ray://head:10001'); default: start a local one.")
+WORKERS = typer.Option(None, help="ray: LLM replicas (default: as many as the cluster's CPUs or GPUs hold).")
+CPUS_PER_WORKER = typer.Option(1.0, help="ray: CPUs per replica (its torch threads).")
+GPUS_PER_WORKER = typer.Option(0.0, help="ray: GPUs per replica (1 for vLLM or hf on a GPU cluster).")
+
+
+def make_engine(
+    engine: str,
+    model: str,
+    backend: str,
+    options: dict[str, object],
+    address: str | None,
+    workers: int | None,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+) -> Engine:
+    """The LLM in this process, or a factory for it handed to Ray actors (each builds its own replica)."""
+    if engine == "local":
+        return LocalEngine(load_llm(model, backend, **options))
+    if engine == "ray":
+        from llmr.distributed.engine import RayEngine
+
+        factory = partial(load_llm, model, backend, **options)
+        return RayEngine(factory, workers, cpus_per_worker, gpus_per_worker, address)
+    raise typer.BadParameter("expected 'local' or 'ray'", param_hint="--engine")

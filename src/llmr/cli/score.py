@@ -8,7 +8,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmr.cli.llm import DTYPE_HELP, MODEL_HELP, backend_options
+from llmr.cli.llm import (
+    ADDRESS,
+    CPUS_PER_WORKER,
+    DTYPE_HELP,
+    ENGINE,
+    GPUS_PER_WORKER,
+    MODEL_HELP,
+    WORKERS,
+    backend_options,
+    make_engine,
+)
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
@@ -43,6 +53,11 @@ def score(
         False, "--plan", help="Print pairs, tokens and an estimated time from a calibration batch; score nothing."
     ),
     force: bool = typer.Option(False, help="Rewrite the output even when it matches this config and inputs."),
+    engine: str = ENGINE,
+    address: str = ADDRESS,
+    workers: int = WORKERS,
+    cpus_per_worker: float = CPUS_PER_WORKER,
+    gpus_per_worker: float = GPUS_PER_WORKER,
 ) -> None:
     """Score each query's candidates by mean log p(answer | candidate, query) with a frozen LLM."""
     config = ScoringConfig(n_candidates, seed, penalize_other_task, penalize_label_mismatch, chunk_pairs)
@@ -50,14 +65,10 @@ def score(
     inputs = {"candidates": file_fingerprint(candidates), "passages": file_fingerprint(folder.path("passages"))}
     passages = {p.id: p for p in folder.passages()}
     jobs = make_jobs(read_jsonl(candidates, CandidateList), passages, config)
-    llm = load_llm(model, backend, **backend_options(backend, dtype, batch_tokens))
-    # The chunk size decides batches, not results: leave it out of the key.
-    settings = {"stage": "score", "llm": llm.fingerprint, **vars(config), "chunk_pairs": None}
-    if not dry_plan and not force and is_up_to_date(out, settings, inputs):
-        console.print(f"{out} is up to date (same model, config and inputs); --force rewrites it")
-        return
+    options = backend_options(backend, dtype, batch_tokens)
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
-    if dry_plan:
+    if dry_plan:  # a calibration batch on one local replica
+        llm = load_llm(model, backend, **options)
         report = plan(jobs, llm, store)
         table = Table(title=f"scoring plan with {llm.fingerprint}", show_header=False)
         for key, value in report.items():
@@ -67,7 +78,17 @@ def score(
         table.add_row("estimated time", f"{eta / 60:,.1f} min ({eta / 3600:,.2f} h)")
         console.print(table)
         return
-    stats = score_to_file(jobs, llm, store, config, out)
+    runner = make_engine(engine, model, backend, options, address, workers, cpus_per_worker, gpus_per_worker)
+    # The chunk size and the engine decide batches and placement, not results: leave them out of the key.
+    settings = {"stage": "score", "llm": runner.fingerprint, **vars(config), "chunk_pairs": None}
+    if not force and is_up_to_date(out, settings, inputs):
+        runner.close()
+        console.print(f"{out} is up to date (same model, config and inputs); --force rewrites it")
+        return
+    try:
+        stats = score_to_file(jobs, runner, store, config, out)
+    finally:
+        runner.close()
     write_manifest(manifest_path(out), "score", settings, inputs=inputs, outputs=[out], stats=stats)
     console.print(
         f"{stats['queries']:,} queries, {stats['pairs']:,} unique pairs ({stats['cached']:,} from cache, "

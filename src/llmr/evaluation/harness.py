@@ -11,15 +11,16 @@ import json
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmr.data.schema import Passage, Record
+from llmr.distributed.engine import Engine, as_engine
 from llmr.evaluation.inference import predict
 from llmr.evaluation.metrics import example_scores
-from llmr.evaluation.selectors import Selector
+from llmr.evaluation.selectors import Example, Selector
 from llmr.llm.base import LLM
 from llmr.manifest import config_hash
 from llmr.prompt import build_prompt, examples_within_budget
@@ -64,11 +65,11 @@ class OutcomeCache:
         self._db.close()
 
 
-def outcome_key(llm: LLM, selector: Selector, k: int, settings: EvalSettings, record: Record) -> str:
+def outcome_key(llm_fingerprint: str, selector: Selector, k: int, settings: EvalSettings, record: Record) -> str:
     return config_hash(
         {
             "version": EVAL_VERSION,
-            "llm": llm.fingerprint,
+            "llm": llm_fingerprint,
             "selector": selector.fingerprint,
             "k": k,
             "budget": settings.budget_tokens,
@@ -78,12 +79,10 @@ def outcome_key(llm: LLM, selector: Selector, k: int, settings: EvalSettings, re
     )
 
 
-def run_queries(
-    llm: LLM, selector: Selector, records: Sequence[Record], k: int, settings: EvalSettings
-) -> list[dict[str, Any]]:
-    """Select, prompt, predict and score one batch of queries of one task."""
+def answer(llm: LLM, batch: tuple[Sequence[Record], Sequence[Sequence[Example]], EvalSettings]) -> list[dict[str, Any]]:
+    """Prompt, predict and score one batch of queries of one task, given each query's selected examples."""
+    records, chosen, settings = batch
     task = TASKS[records[0].task_name]
-    chosen = selector.select_many(records, k)
     prompts, shown = [], []
     for record, examples in zip(records, chosen, strict=True):
         texts = [e.passage.contents for e in examples]
@@ -107,7 +106,7 @@ def run_queries(
 
 
 def evaluate(
-    llm: LLM,
+    llm: LLM | Engine,
     selector: Selector,
     records: Sequence[Record],
     k: int,
@@ -115,8 +114,13 @@ def evaluate(
     settings: EvalSettings = EvalSettings(),
     on_chunk: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Outcomes of one selector at one k for every record (input order), computing only uncached ones."""
-    keys = [outcome_key(llm, selector, k, settings, r) for r in records]
+    """Outcomes of one selector at one k for every record (input order), computing only uncached ones.
+
+    Examples are selected here, chunk by chunk; `answer` runs where the engine puts it (in this process,
+    or on Ray actors while the next chunks are being selected). Each chunk is committed as it arrives.
+    """
+    engine = as_engine(llm)
+    keys = [outcome_key(engine.fingerprint, selector, k, settings, r) for r in records]
     done = cache.get_many(keys)
     todo: dict[str, list[int]] = defaultdict(list)
     for i, key in enumerate(keys):
@@ -124,14 +128,20 @@ def evaluate(
             todo[records[i].task_name].append(i)
     if on_chunk and len(done):
         on_chunk(len(done))
-    for indices in todo.values():
-        for start in range(0, len(indices), settings.chunk):
-            part = indices[start : start + settings.chunk]
-            outcomes = run_queries(llm, selector, [records[i] for i in part], k, settings)
-            cache.put_many((keys[i], o) for i, o in zip(part, outcomes, strict=True))
-            done.update((keys[i], o) for i, o in zip(part, outcomes, strict=True))
-            if on_chunk:
-                on_chunk(len(part))
+    parts = [
+        indices[s : s + settings.chunk] for indices in todo.values() for s in range(0, len(indices), settings.chunk)
+    ]
+
+    def batches() -> Iterator[tuple[list[Record], list[list[Example]], EvalSettings]]:
+        for part in parts:
+            chunk = [records[i] for i in part]
+            yield chunk, selector.select_many(chunk, k), settings
+
+    for n, outcomes in engine.map(answer, batches()):
+        cache.put_many((keys[i], o) for i, o in zip(parts[n], outcomes, strict=True))
+        done.update((keys[i], o) for i, o in zip(parts[n], outcomes, strict=True))
+        if on_chunk:
+            on_chunk(len(parts[n]))
     return [done[key] for key in keys]
 
 
@@ -139,7 +149,7 @@ SEEDED = ("random", "kmeans")  # the only selectors whose choices depend on the 
 
 
 def evaluate_methods(
-    llm: LLM,
+    llm: LLM | Engine,
     specs: Sequence[str],
     passages: Sequence[Passage],
     records: Sequence[Record],

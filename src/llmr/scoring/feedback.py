@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from llmr.data.schema import CandidateList, Passage
-from llmr.llm.base import LLM
+from llmr.distributed.engine import Engine, as_engine
+from llmr.llm.base import LLM, Score
 from llmr.prompt import build_prompt
 from llmr.scoring.cache import ScoreCache, pair_key
 from llmr.tasks import TASKS
@@ -101,28 +102,41 @@ def chunks(pairs: Mapping[bytes, tuple[str, str]], size: int) -> list[list[bytes
     return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
+def _score_pairs(llm: LLM, pairs: tuple[list[str], list[str]]) -> tuple[list[Score], int]:
+    before = llm.tokens_processed
+    scores = llm.score(*pairs)
+    return scores, llm.tokens_processed - before
+
+
 def run_scoring(
     jobs: Sequence[Job],
-    llm: LLM,
+    llm: LLM | Engine,
     cache: ScoreCache,
     config: ScoringConfig,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
-    """Score every pair the cache lacks, chunk by chunk. on_chunk(pairs, tokens) reports progress."""
+    """Score every pair the cache lacks, chunk by chunk. on_chunk(pairs, tokens) reports progress.
+
+    With a `RayEngine` the chunks run on its actors, each committed here as it arrives: the same
+    chunks, so the same batches and the same scores as a local run.
+    """
+    engine = as_engine(llm)
     pairs = unique_pairs(jobs)
     stats = {"pairs": len(pairs), "cached": 0, "scored": 0}
+    todo = []
     for chunk in chunks(pairs, config.chunk_pairs):
-        missing = [k for k in chunk if k not in cache.get_many(llm.fingerprint, chunk)]
+        missing = [k for k in chunk if k not in cache.get_many(engine.fingerprint, chunk)]
         stats["cached"] += len(chunk) - len(missing)
-        tokens = 0
         if missing:
-            before = llm.tokens_processed
-            scores = llm.score([pairs[k][0] for k in missing], [pairs[k][1] for k in missing])
-            cache.put_many(llm.fingerprint, zip(missing, scores, strict=True))
-            stats["scored"] += len(missing)
-            tokens = llm.tokens_processed - before
+            todo.append(missing)
+        if on_chunk and len(chunk) > len(missing):
+            on_chunk(len(chunk) - len(missing), 0)
+    work = (([pairs[k][0] for k in keys], [pairs[k][1] for k in keys]) for keys in todo)
+    for i, (scores, tokens) in engine.map(_score_pairs, work):
+        cache.put_many(engine.fingerprint, zip(todo[i], scores, strict=True))
+        stats["scored"] += len(todo[i])
         if on_chunk:
-            on_chunk(len(chunk), tokens)
+            on_chunk(len(todo[i]), tokens)
     return stats
 
 
@@ -178,7 +192,7 @@ def plan(
 
 
 def score_to_file(
-    jobs: Sequence[Job], llm: LLM, cache: ScoreCache, config: ScoringConfig, out: Path | str
+    jobs: Sequence[Job], llm: LLM | Engine, cache: ScoreCache, config: ScoringConfig, out: Path | str
 ) -> dict[str, int]:
     """Score with a progress bar (pairs/s, tokens/s, ETA), then write the scored lists atomically to `out`."""
     from llmr.data.jsonl import write_jsonl
@@ -191,5 +205,5 @@ def score_to_file(
             bar.update(task, advance=n_pairs, tokens=bar.tasks[task].fields["tokens"] + n_tokens)
 
         stats = run_scoring(jobs, llm, cache, config, on_chunk=advance)
-    stats["queries"] = write_jsonl(out, collect(jobs, llm.fingerprint, cache))
+    stats["queries"] = write_jsonl(out, collect(jobs, as_engine(llm).fingerprint, cache))
     return stats

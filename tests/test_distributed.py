@@ -1,0 +1,162 @@
+"""Scaling out: the Ray engine gives a single-process run's output (killed actors included)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fakes import FakeLLM
+from llmr.data.directory import DataDir
+from llmr.data.schema import CandidateList, Passage, Record
+from llmr.distributed.engine import LocalEngine, as_engine
+from llmr.evaluation import EvalSettings, OutcomeCache, evaluate
+from llmr.evaluation.selectors import make_selector
+from llmr.scoring.cache import ScoreCache
+from llmr.scoring.feedback import ScoringConfig, collect, make_jobs, run_scoring
+
+TESTS = Path(__file__).parent
+
+# 12 SST-2-like queries, each with the other 11 as candidates: 132 pairs to score.
+POOL = {
+    f"p{i}": Passage(id=f"p{i}", contents=f"Review: film {i}\n{'Positive' if i % 2 else 'Negative'}", task_name="sst2")
+    for i in range(12)
+}
+CANDIDATES = [
+    CandidateList(
+        query_id=f"q{i}",
+        query=f"Review: movie {i}",
+        answers=["Positive" if i % 2 else "Negative"],
+        task_name="sst2",
+        doc_ids=[d for d in POOL if d != f"p{i}"],
+        doc_scores=[0.0] * 11,
+    )
+    for i in range(12)
+]
+CONFIG = ScoringConfig(n_candidates=11, penalize_label_mismatch=False, chunk_pairs=4)
+
+
+def _llmr(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "llmr.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_local_engine_runs_items_in_order_on_the_llm() -> None:
+    llm = FakeLLM()
+    engine = as_engine(llm)
+    assert isinstance(engine, LocalEngine) and as_engine(engine) is engine
+    assert engine.fingerprint == llm.fingerprint
+    assert list(engine.map(lambda m, x: (m is llm, x * 2), [1, 2, 3])) == [
+        (0, (True, 2)),
+        (1, (True, 4)),
+        (2, (True, 6)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    # Workers import the test helpers (FakeLLM) from here.
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def _local_scores(tmp_path: Path) -> list[CandidateList]:
+    jobs = make_jobs(CANDIDATES, POOL, CONFIG)
+    cache = ScoreCache(tmp_path / "local.sqlite")
+    run_scoring(jobs, FakeLLM(), cache, CONFIG)
+    return list(collect(jobs, FakeLLM.fingerprint, cache))
+
+
+@pytest.mark.slow
+def test_ray_scoring_equals_local_and_survives_a_killed_actor(ray_cluster: str, tmp_path: Path) -> None:
+    from llmr.distributed.engine import RayEngine
+
+    jobs = make_jobs(CANDIDATES, POOL, CONFIG)
+    cache = ScoreCache(tmp_path / "ray.sqlite")
+    killed: list[int] = []
+    with RayEngine(FakeLLM, workers=2) as engine:
+        import ray
+
+        pids = ray.get([a.pid.remote() for a in engine.actors])
+
+        def kill_one_worker(n_pairs: int, n_tokens: int) -> None:
+            if not killed:  # SIGKILL a worker process mid-run: Ray restarts it and retries its tasks
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        stats = run_scoring(jobs, engine, cache, CONFIG, on_chunk=kill_one_worker)
+        assert killed and ray.get(engine.actors[0].pid.remote()) != pids[0]  # a new incarnation
+    assert stats == {"pairs": 132, "cached": 0, "scored": 132}
+    assert list(collect(jobs, FakeLLM.fingerprint, cache)) == _local_scores(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_killed_ray_driver_resumes_from_the_cache(ray_cluster: str, tmp_path: Path) -> None:
+    from llmr.distributed.engine import RayEngine
+
+    jobs = make_jobs(CANDIDATES, POOL, CONFIG)
+    cache = ScoreCache(tmp_path / "ray.sqlite")
+    done: list[int] = []
+
+    def driver_dies(n_pairs: int, n_tokens: int) -> None:
+        done.append(n_pairs)
+        if len(done) == 5:
+            raise KeyboardInterrupt
+
+    with RayEngine(FakeLLM, workers=2) as engine:
+        with pytest.raises(KeyboardInterrupt):
+            run_scoring(jobs, engine, cache, CONFIG, on_chunk=driver_dies)
+        assert cache.count() == 5 * 4  # five committed chunks
+        stats = run_scoring(jobs, engine, cache, CONFIG)
+    assert stats == {"pairs": 132, "cached": 20, "scored": 112}
+    assert list(collect(jobs, FakeLLM.fingerprint, cache)) == _local_scores(tmp_path)
+
+
+@pytest.mark.slow
+def test_ray_evaluation_equals_local(ray_cluster: str, tmp_path: Path) -> None:
+    from llmr.distributed.engine import RayEngine
+
+    pool = list(POOL.values())
+    records = [Record(query_id=c.query_id, query=c.query, answers=c.answers, task_name="sst2") for c in CANDIDATES]
+    bm25 = make_selector("bm25", pool)
+    settings = EvalSettings(chunk=3)
+    local = evaluate(FakeLLM(), bm25, records, 2, OutcomeCache(tmp_path / "local.sqlite"), settings)
+    with RayEngine(FakeLLM, workers=2) as engine:
+        remote = evaluate(engine, bm25, records, 2, OutcomeCache(tmp_path / "ray.sqlite"), settings)
+    assert remote == local and len(remote) == 12
+
+
+@pytest.mark.slow
+def test_score_cli_on_a_ray_cluster_writes_the_local_output(ray_cluster: str, tmp_path: Path) -> None:
+    """The real model: 2 replicas on the test's cluster (--address) give the local run's scores."""
+    for args in (
+        ["data", "build", "--source", "samples", "--out", str(tmp_path / "data"), "--tasks", "sst2,copa"],
+        ["candidates", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "cands.jsonl.gz"), "--top-n", "4"],
+    ):
+        proc = _llmr(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    base = ["score", "--data", str(tmp_path / "data"), "-c", str(tmp_path / "cands.jsonl.gz")]
+    base += ["--n-candidates", "3", "--chunk-pairs", "4", "--no-penalize-label-mismatch"]
+    local = _llmr(*base, "-o", str(tmp_path / "local.jsonl"), "--cache", str(tmp_path / "local.sqlite"))
+    assert local.returncode == 0, local.stdout + local.stderr
+    ray_args = ["--engine", "ray", "--address", ray_cluster, "--workers", "2"]
+    remote = _llmr(*base, *ray_args, "-o", str(tmp_path / "ray.jsonl"), "--cache", str(tmp_path / "ray.sqlite"))
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    a, b = list(DataDir(tmp_path).candidates("local")), list(DataDir(tmp_path).candidates("ray"))
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b, strict=True):
+        assert x.doc_ids == y.doc_ids
+        assert x.doc_scores == pytest.approx(y.doc_scores, abs=1e-4)  # 1 vs 2 torch threads: float rounding
