@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -160,3 +161,65 @@ def test_score_cli_on_a_ray_cluster_writes_the_local_output(ray_cluster: str, tm
     for x, y in zip(a, b, strict=True):
         assert x.doc_ids == y.doc_ids
         assert x.doc_scores == pytest.approx(y.doc_scores, abs=1e-4)  # 1 vs 2 torch threads: float rounding
+
+
+def _training_data(root: Path) -> None:
+    """32 queries (the retriever tests' 8, each in 4 phrasings) and their pool."""
+    from llmr.data.jsonl import write_jsonl
+    from test_retriever import _data
+
+    cands, pool = _data()
+    write_jsonl(
+        root / "scores.jsonl",
+        [
+            c.model_copy(update={"query_id": f"{c.query_id}_{i}", "query": f"{c.query} ({i})"})
+            for i in range(4)
+            for c in cands
+        ],
+    )
+    write_jsonl(root / "data" / "passages.jsonl", pool.values())
+
+
+def _train(root: Path, nproc: int, stage: str, *args: str) -> list[dict]:
+    out = root / f"{stage}-{nproc}"
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+        if nproc > 1
+        else [sys.executable]
+    )
+    cmd = [*launcher, str(TESTS / "ddp_no_dropout.py"), "train", stage, "-s", str(root / "scores.jsonl")]
+    proc = subprocess.run(
+        [*cmd, "--data", str(root / "data"), "-o", str(out), "--epochs", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (out / "manifest.json").exists() and not (out / "checkpoints").exists()
+    return json.loads((out / "training_log.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stage", "args"),
+    [("retriever", ["--batch-size", "8"]), ("reward", ["--batch-size", "4", "--n-negatives", "3"])],
+)
+def test_two_process_gloo_training_equals_one_process(tmp_path: Path, stage: str, args: list[str]) -> None:
+    """torchrun, 2 CPU processes (gloo), half the batch each: the same steps and the same loss as one
+    process with the whole batch (the retriever's in-batch negatives are gathered across processes)."""
+    _training_data(tmp_path)
+    one, two = _train(tmp_path, 1, stage, *args), _train(tmp_path, 2, stage, *args)
+    assert one[-1]["step"] == two[-1]["step"] == 32 // int(args[1])  # 32 queries, one epoch
+    # Each step's logged loss is the mean over processes (the final train_loss is process 0's alone).
+    curve = [[x["loss"] for x in log if "loss" in x] for log in (one, two)]
+    assert len(curve[0]) == one[-1]["step"] and curve[1] == pytest.approx(curve[0], rel=1e-4)
+    if stage == "retriever":
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(tmp_path / "retriever-2"))
+        assert model.encode(["Review: fine movie"]).shape == (1, 384)
+    else:
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        assert CrossEncoder(str(tmp_path / "reward-2")).predict([("a", "b")]).shape == (1,)

@@ -1,4 +1,7 @@
-"""`llmr train reward`: the reward model from LLM feedback, and its teacher scores."""
+"""`llmr train reward|retriever`: the reward model from LLM feedback, its teacher scores, the retriever.
+
+Both run as they are under `torchrun --nproc-per-node N -m llmr.cli train ...` (DDP; gloo on CPU).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from rich.console import Console
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl, write_jsonl
 from llmr.data.schema import CandidateList
+from llmr.distributed.ddp import is_main_process
 from llmr.manifest import file_fingerprint, manifest_path, write_manifest
 from llmr.progress import progress_bar
 from llmr.training.groups import GroupConfig
@@ -50,6 +54,8 @@ def reward(
     passages = {p.id: p for p in DataDir(data).passages()}
     candidates = list(read_jsonl(scores, CandidateList))
     train_reward_model(candidates, passages, out, config)
+    if not is_main_process():  # under torchrun, process 0 writes the manifest and the teacher scores
+        return
     inputs = {"scores": file_fingerprint(scores)}
     write_manifest(
         out / "manifest.json",
@@ -119,6 +125,8 @@ def retriever(
     )
     passages = {p.id: p for p in DataDir(data).passages()}
     train_retriever(list(read_jsonl(scores, CandidateList)), passages, out, config)
+    if not is_main_process():
+        return
     write_manifest(
         out / "manifest.json",
         "train.retriever",

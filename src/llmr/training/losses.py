@@ -17,11 +17,12 @@ class DistillationLoss(nn.Module):
     plus `contrastive_weight` × InfoNCE over the batch (every other query's documents are negatives).
 
     Columns: query, doc_1 (the positive), doc_2..doc_n; labels: the teacher's score of each doc.
+    Under DDP (`gather`), every process's documents are negatives, as one large batch would give.
     Unlike DistillKLDivLoss, the KL term is not rescaled by τ², which at τ = 0.01 would mute it.
     """
 
     def __init__(
-        self, model: nn.Module, temperature: float = 0.01, contrastive_weight: float = 0.2, gather: bool = False
+        self, model: nn.Module, temperature: float = 0.01, contrastive_weight: float = 0.2, gather: bool = True
     ) -> None:
         super().__init__()
         self.model = model

@@ -80,7 +80,7 @@ def train_retriever(
     if config.teacher == "reward":
         loss = DistillationLoss(model, config.temperature, config.contrastive_weight)
     else:
-        loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature)
+        loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature, gather_across_devices=True)
     return fit(
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,

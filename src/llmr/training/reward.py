@@ -90,6 +90,7 @@ def train_reward_model(
         ListNetLoss(model),
         Path(out),
         config,
+        find_unused_parameters=False,  # the loss runs the model once per document column: DDP must not re-mark
         **fit_options,
     )
 
