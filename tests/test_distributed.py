@@ -141,26 +141,30 @@ def test_ray_evaluation_equals_local(ray_cluster: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_score_cli_on_a_ray_cluster_writes_the_local_output(ray_cluster: str, tmp_path: Path) -> None:
-    """The real model: 2 replicas on the test's cluster (--address) give the local run's scores."""
+def test_score_and_eval_cli_on_a_ray_cluster_write_the_local_output(ray_cluster: str, tmp_path: Path) -> None:
+    """The real model: 2 replicas on the test's cluster (--address) give the local run's scores and results."""
     for args in (
         ["data", "build", "--source", "samples", "--out", str(tmp_path / "data"), "--tasks", "sst2,copa"],
         ["candidates", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "cands.jsonl.gz"), "--top-n", "4"],
     ):
         proc = _llmr(*args)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    base = ["score", "--data", str(tmp_path / "data"), "-c", str(tmp_path / "cands.jsonl.gz")]
-    base += ["--n-candidates", "3", "--chunk-pairs", "4", "--no-penalize-label-mismatch"]
-    local = _llmr(*base, "-o", str(tmp_path / "local.jsonl"), "--cache", str(tmp_path / "local.sqlite"))
-    assert local.returncode == 0, local.stdout + local.stderr
-    ray_args = ["--engine", "ray", "--address", ray_cluster, "--workers", "2"]
-    remote = _llmr(*base, *ray_args, "-o", str(tmp_path / "ray.jsonl"), "--cache", str(tmp_path / "ray.sqlite"))
-    assert remote.returncode == 0, remote.stdout + remote.stderr
+    on_ray = ["--engine", "ray", "--address", ray_cluster, "--workers", "2"]
+    score = ["score", "--data", str(tmp_path / "data"), "-c", str(tmp_path / "cands.jsonl.gz")]
+    score += ["--n-candidates", "3", "--chunk-pairs", "4", "--no-penalize-label-mismatch"]
+    evaluation = ["eval", "--data", str(tmp_path / "data"), "--methods", "zero,bm25", "--k", "2", "--max-per-task", "4"]
+    for name, extra in (("local", []), ("ray", on_ray)):
+        proc = _llmr(*score, *extra, "-o", str(tmp_path / f"{name}.jsonl"), "--cache", str(tmp_path / f"{name}.sqlite"))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        proc = _llmr(*evaluation, *extra, "-o", str(tmp_path / f"eval-{name}"))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     a, b = list(DataDir(tmp_path).candidates("local")), list(DataDir(tmp_path).candidates("ray"))
     assert len(a) == len(b) > 0
     for x, y in zip(a, b, strict=True):
         assert x.doc_ids == y.doc_ids
         assert x.doc_scores == pytest.approx(y.doc_scores, abs=1e-4)  # 1 vs 2 torch threads: float rounding
+    results = [json.loads((tmp_path / f"eval-{n}" / "results.json").read_text()) for n in ("local", "ray")]
+    assert results[0]["by_k"] == results[1]["by_k"]  # the same predictions, so the same scores and CIs
 
 
 def _training_data(root: Path) -> None:

@@ -102,7 +102,7 @@ def chunks(pairs: Mapping[bytes, tuple[str, str]], size: int) -> list[list[bytes
     return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
-def _score_pairs(llm: LLM, pairs: tuple[list[str], list[str]]) -> tuple[list[Score], int]:
+def score_chunk(llm: LLM, pairs: tuple[list[str], list[str]]) -> tuple[list[Score], int]:
     before = llm.tokens_processed
     scores = llm.score(*pairs)
     return scores, llm.tokens_processed - before
@@ -132,7 +132,7 @@ def run_scoring(
         if on_chunk and len(chunk) > len(missing):
             on_chunk(len(chunk) - len(missing), 0)
     work = (([pairs[k][0] for k in keys], [pairs[k][1] for k in keys]) for keys in todo)
-    for i, (scores, tokens) in engine.map(_score_pairs, work):
+    for i, (scores, tokens) in engine.map(score_chunk, work):
         cache.put_many(engine.fingerprint, zip(todo[i], scores, strict=True))
         stats["scored"] += len(todo[i])
         if on_chunk:
