@@ -118,7 +118,7 @@ class RayEngine:
 
     def map(self, fn: Callable[[LLM, T], R], items: Iterable[T]) -> Iterator[tuple[int, R]]:
         ray = self._ray
-        pending: dict[Any, tuple[int, Any]] = {}  # ref -> (item index, actor)
+        pending: dict[Any, tuple[int, int]] = {}  # ref -> (item index, actor slot)
         load = dict.fromkeys(range(len(self.actors)), 0)
         source = enumerate(items)
         exhausted = False
