@@ -31,7 +31,8 @@ def fit(
     over all processes, ~100 points) goes to `out/training_log.json`.
 
     Under torchrun (DDP), `config.batch_size` stays the global batch: each of the N processes takes
-    batch_size / N, so a run gives the same steps on any number of processes. Process 0 writes the files.
+    batch_size / N, so a run gives the same steps on any number of processes (when the batch divides the
+    dataset: under DDP sentence-transformers drops a last partial batch). Process 0 writes the files.
     """
     import torch
 
