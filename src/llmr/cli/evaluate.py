@@ -70,16 +70,16 @@ def eval_cmd(
     if not records:
         raise typer.BadParameter(f"no {split} records for tasks {tasks!r} in {data}", param_hint="--tasks")
     options = backend_options(backend, dtype, batch_tokens)
-    llm = make_engine(engine, model, backend, options, address, workers, cpus_per_worker, gpus_per_worker)
+    runner = make_engine(engine, model, backend, options, address, workers, cpus_per_worker, gpus_per_worker)
     settings = EvalSettings(budget_tokens=budget_tokens or None)
     cache = OutcomeCache(out / "cache.sqlite")
     try:
-        runs, _ = evaluate_methods(llm, specs, passages, records, ks, seed_list, cache, settings, out / "index")
+        runs, _ = evaluate_methods(runner, specs, passages, records, ks, seed_list, cache, settings, out / "index")
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--methods") from None
     finally:
         cache.close()
-        llm.close()
+        runner.close()
     results = write_report(runs, out, resamples)
     write_manifest(
         out / "manifest.json",
@@ -90,7 +90,7 @@ def eval_cmd(
             "seeds": seed_list,
             "max_per_task": max_per_task,
             "split": split,
-            "llm": llm.fingerprint,
+            "llm": runner.fingerprint,
             "budget_tokens": budget_tokens,
             "tasks": tasks,
         },

@@ -198,12 +198,13 @@ def score_to_file(
     from llmr.data.jsonl import write_jsonl
     from llmr.progress import progress_bar
 
+    engine = as_engine(llm)
     with progress_bar("pairs", extra_rate="tokens") as bar:
         task = bar.add_task("scoring", total=len(unique_pairs(jobs)), tokens=0)
 
         def advance(n_pairs: int, n_tokens: int) -> None:
             bar.update(task, advance=n_pairs, tokens=bar.tasks[task].fields["tokens"] + n_tokens)
 
-        stats = run_scoring(jobs, llm, cache, config, on_chunk=advance)
-    stats["queries"] = write_jsonl(out, collect(jobs, as_engine(llm).fingerprint, cache))
+        stats = run_scoring(jobs, engine, cache, config, on_chunk=advance)
+    stats["queries"] = write_jsonl(out, collect(jobs, engine.fingerprint, cache))
     return stats
