@@ -186,3 +186,19 @@ def test_all_available_on_shared_data(shared_tasks_dir: Path, tmp_path: Path) ->
             elif task.mode == "mc":
                 assert len(rec.options) >= 2 and rec.answers[0] in task.label_words[: len(rec.options)], rec.query_id
         assert seen == {name: c[split] for name, c in counts.items()}
+
+
+def test_samples_are_nested_so_the_llm_scored_queries_are_among_the_teacher_scored() -> None:
+    from llmr.data.build import select_records
+    from llmr.data.schema import Record
+
+    records = [
+        Record(query_id=f"sst2_train_{i}", query=f"q{i}", answers=["Positive"], task_name="sst2") for i in range(50)
+    ]
+    big = select_records(records, None, 20, seed=3)
+    small = select_records(records, None, 5, seed=3)
+    assert len(big) == 20 and len(small) == 5
+    assert {r.query_id for r in small} <= {r.query_id for r in big}
+    assert select_records(big, None, 5, seed=3) == small  # a sample of the sample: the same five
+    assert [r.query_id for r in big] == sorted((r.query_id for r in big), key=lambda q: int(q.rsplit("_", 1)[1]))
+    assert {r.query_id for r in select_records(records, None, 5, seed=4)} != {r.query_id for r in small}

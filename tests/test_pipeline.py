@@ -88,6 +88,7 @@ def test_rerun_does_no_work_and_a_retriever_setting_redoes_only_the_retriever(tm
         "iteration-1/candidates",
         "iteration-1/score",
         "iteration-1/reward",
+        "iteration-1/teacher",
         "iteration-1/retriever",
     ]
     assert all(ran(first).values())
@@ -117,10 +118,11 @@ def test_second_iteration_mines_with_the_first_retriever_and_reuses_iteration_on
         "iteration-2/candidates",
         "iteration-2/score",
         "iteration-2/reward",
+        "iteration-2/teacher",
         "iteration-2/retriever",
     ]
     assert [r.key for r in two[: len(one)]] == [r.key for r in one]
-    mined = json.loads((two[5].path / "stage.json").read_text())
+    mined = json.loads((two[len(one)].path / "stage.json").read_text())
     assert mined["report"]["retriever"] == "dense"
     assert mined["inputs"]["iteration-1/retriever"] == one[-1].key
 
@@ -148,7 +150,7 @@ def test_a_killed_stage_reruns_in_its_folder(tmp_path: Path, monkeypatch: pytest
     [folder] = (out / "iteration-1").glob("reward-*")
     assert not (folder / "stage.json").exists()  # not marked done
     results = Pipeline(tiny(), out, llm=FakeLLM(), cache=cache).run()
-    assert [r.name for r in results if r.ran] == ["iteration-1/reward", "iteration-1/retriever"]
+    assert [r.name for r in results if r.ran] == ["iteration-1/reward", "iteration-1/teacher", "iteration-1/retriever"]
     assert results[3].path == folder and (folder / "stage.json").exists()
 
 
@@ -208,6 +210,52 @@ def test_epr_baseline_trains_from_llm_scores_and_reports_agreement(tmp_path: Pat
     epr = results[-1]
     assert epr.name == "iteration-1/epr" and epr.ran
     assert json.loads((epr.path / "llmr_config.json").read_text())["teacher"] == "llm"
-    assert epr.report["train_queries"] > 0 and "agreement_with_reward" in epr.report
+    assert epr.report["train_lists"] > 0 and "agreement_with_teacher" in epr.report
     assert SentenceTransformer(str(epr.path)).encode(["q"]).shape == (1, 384)
     assert (tmp_path / "run" / "retriever").resolve() == results[-2].path.resolve()  # the LLM-R retriever, not EPR
+
+
+# -- two scales, the teacher, the union recipe -------------------------------------------------------
+
+
+def test_llm_scores_a_few_queries_and_the_teacher_every_mined_one(tmp_path: Path) -> None:
+    from llmr.data.jsonl import read_jsonl
+    from llmr.data.schema import CandidateList
+    from llmr.pipeline import stages
+
+    cfg = tiny(
+        "candidates.max_per_task=6", "scoring.max_per_task=2", "distill.teacher=reward+penalties", "distill.top_n=4"
+    )
+    results = {r.name: r for r in Pipeline(cfg, tmp_path / "run", llm=FakeLLM(), cache=tmp_path / "s.sqlite").run()}
+    scored = list(read_jsonl(results["iteration-1/score"].path / stages.SCORES_FILE, CandidateList))
+    taught = list(read_jsonl(results["iteration-1/teacher"].path / stages.TEACHER_FILE, CandidateList))
+    per_task = lambda lists: {t: sum(c.task_name == t for c in lists) for t in {c.task_name for c in lists}}  # noqa: E731
+    assert set(per_task(scored).values()) == {2} and set(per_task(taught).values()) == {6}
+    assert {c.query_id for c in scored} < {c.query_id for c in taught}
+    assert all(len(c.doc_ids) == 4 for c in taught)
+    pool = {
+        p.id: p
+        for p in __import__("llmr.data.directory", fromlist=["DataDir"]).DataDir(results["data"].path).passages()
+    }
+    for c in taught:  # another task's candidates keep the penalty; no pair of them reached the model
+        for d, s in zip(c.doc_ids, c.doc_scores, strict=True):
+            assert (s == -100.0) == (
+                pool[d].task_name != c.task_name
+                or (c.task_name in ("sst2", "ag_news") and not pool[d].contents.endswith("\n" + c.answers[0]))
+            )
+    trained = results["iteration-1/retriever"].report["train_lists"]
+    assert trained == sum(not held_back(c.query_id, 0.25, 42) for c in taught)
+
+
+def test_iteration_two_trains_on_the_union_of_teachers_unless_told_otherwise(tmp_path: Path) -> None:
+    out, cache = tmp_path / "run", tmp_path / "s.sqlite"
+    two = {r.name: r for r in Pipeline(tiny(iterations=2), out, llm=FakeLLM(), cache=cache).run()}
+    inputs = json.loads((two["iteration-2/retriever"].path / "stage.json").read_text())["inputs"]
+    assert {"iteration-1/teacher", "iteration-2/teacher"} <= set(inputs)
+    one_lists = two["iteration-1/retriever"].report["train_lists"]
+    assert two["iteration-2/retriever"].report["train_lists"] == 2 * one_lists  # same queries, both iterations
+
+    alone = Pipeline(tiny("distill.union=false", iterations=2), out, llm=FakeLLM(), cache=cache).run()
+    assert [r.name for r in alone if r.ran] == ["iteration-2/retriever"]  # everything else is reused
+    assert alone[-1].report["train_lists"] == one_lists
+    assert "iteration-1/teacher" not in json.loads((alone[-1].path / "stage.json").read_text())["inputs"]

@@ -68,3 +68,19 @@ def test_tiny_study_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
     assert not any(r.ran for r in third["stages"])
     assert json.loads((out / "eval-k1" / "results.json").read_text())["methods"] == ["bm25", "llmr-2"]
     assert (out / "eval" / "results.json").exists()
+
+
+def test_gen_tasks_take_their_own_cap_and_baselines_need_only_the_data_stage(tmp_path: Path) -> None:
+    overrides = [f"pipeline.{o}" for o in TINY] + [
+        "eval.methods=[zero,bm25]",
+        "eval.k=[1]",
+        "eval.max_per_task=2",
+        "eval.max_per_gen_task=1",
+        "eval.resamples=100",
+    ]
+    study = Study(StudyConfig.load(None, overrides), tmp_path / "study", llm=FakeLLM())
+    assert not study.needs_pipeline
+    run = study.run()
+    assert [r.name for r in run["stages"]] == ["data"]
+    queries = json.loads((tmp_path / "study" / "eval" / "results.json").read_text())["by_k"]["1"]["queries"]
+    assert queries == {"sst2": 2, "ag_news": 2, "copa": 2, "natural_questions": 1}

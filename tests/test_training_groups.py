@@ -44,4 +44,29 @@ def test_unusable_queries_are_dropped() -> None:
     assert not usable(_cands([0.0, PENALTY, PENALTY, PENALTY]), config)  # third best is a penalty
     assert not usable(_cands([0.0, -1.0, -2.0]), config)  # no negative left
     groups = list(training_groups([_cands(SCORES, qid="a"), _cands(SCORES, task="yelp", qid="b")], 2, config))
-    assert [g.query_id for g in groups] == ["a", "a"]
+    assert [g.query_id for _, g in groups] == ["a", "a"]
+
+
+def test_same_label_negatives_are_dropped_for_classification() -> None:
+    from llmr.data.schema import Passage
+
+    labels = ["Positive"] * 3 + ["Positive", "Negative"] * 4  # d0..d2 positives; then alternating
+    pool = {
+        f"d{i}": Passage(id=f"d{i}", contents=f"text {i}\n{label}", task_name="sst2") for i, label in enumerate(labels)
+    }
+    cands = _cands([-float(i) for i in range(len(labels))])
+    config = GroupConfig(n_negatives=3, drop_same_label_negatives=True)
+    for epoch in range(3):
+        group = group_for_epoch(cands, epoch, config, pool)
+        assert all(pool[d].contents.endswith("Negative") for d in group.doc_ids[1:])
+    kept = group_for_epoch(cands, 0, GroupConfig(n_negatives=8), pool)
+    assert any(pool[d].contents.endswith("Positive") for d in kept.doc_ids[1:])  # without the filter they stay
+    # A multiple-choice query has no label to match: nothing is dropped.
+    mc = cands.model_copy(update={"task_name": "copa"})
+    pool_mc = {k: v.model_copy(update={"task_name": "copa"}) for k, v in pool.items()}
+    assert (
+        len(
+            set(group_for_epoch(mc, 0, GroupConfig(n_negatives=8, drop_same_label_negatives=True), pool_mc).doc_ids[1:])
+        )
+        == 8
+    )

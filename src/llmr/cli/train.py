@@ -19,7 +19,8 @@ from llmr.manifest import file_fingerprint, manifest_path, write_manifest
 from llmr.progress import progress_bar
 from llmr.training.groups import GroupConfig
 from llmr.training.retriever import RetrieverConfig, train_retriever
-from llmr.training.reward import DEFAULT_ENCODER, RewardConfig, teacher_scores, train_reward_model
+from llmr.training.reward import DEFAULT_ENCODER, RewardConfig, train_reward_model
+from llmr.training.teacher import TEACHERS, teacher_scores
 
 app = typer.Typer(help="Train the reward model and the retriever from LLM feedback.", no_args_is_help=True)
 console = Console()
@@ -35,18 +36,29 @@ def reward(
     batch_size: int = typer.Option(8, help="Groups (1 positive + negatives) per step."),
     learning_rate: float = typer.Option(2e-5, help="Peak learning rate."),
     n_negatives: int = typer.Option(7, help="Negatives per group, from the LLM's bottom 16."),
+    max_length: int = typer.Option(256, help="Token cap on each (query + answer, candidate) pair."),
     bf16: bool = typer.Option(None, help="bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it."),
     seed: int = typer.Option(42, help="Seed for groups and training."),
     score_all: Path = typer.Option(
-        None, "--score-all", help="Also write teacher scores: every candidate scored by the reward model, to this file."
+        None,
+        "--score-all",
+        help="Also write teacher scores for the candidate lists of --candidates (default: --scores) to this file.",
     ),
+    candidates_file: Path = typer.Option(
+        None, "--candidates", help="Candidate lists the teacher scores (e.g. `llmr candidates` for many more queries)."
+    ),
+    teacher: str = typer.Option("reward", help=f"Teacher scores: {', '.join(TEACHERS)}."),
+    top_n: int = typer.Option(100, help="Candidates per query the teacher scores (the first N of each list)."),
 ) -> None:
     """Train a cross-encoder on (query + answer, candidate) with a listwise loss over the LLM's preferences."""
+    if teacher not in TEACHERS:
+        raise typer.BadParameter(f"use one of {', '.join(TEACHERS)}", param_hint="--teacher")
     config = RewardConfig(
         model=model,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        max_length=max_length,
         bf16=bf16,
         seed=seed,
         groups=GroupConfig(n_negatives=n_negatives, seed=seed),
@@ -66,6 +78,7 @@ def reward(
             "batch_size": batch_size,
             "learning_rate": learning_rate,
             "n_negatives": n_negatives,
+            "max_length": max_length,
             "bf16": bf16,
             "seed": seed,
         },
@@ -74,15 +87,18 @@ def reward(
     )
     console.print(f"reward model -> {out}")
     if score_all:
-        with progress_bar("queries") as bar:
-            task = bar.add_task("teacher scores", total=len(candidates))
-            scored = teacher_scores(out, candidates, passages, on_query=lambda n: bar.advance(task, n))
+        lists = list(read_jsonl(candidates_file, CandidateList)) if candidates_file else candidates
+        with progress_bar("pairs") as bar:
+            task = bar.add_task("teacher scores", total=None)
+            scored, _ = teacher_scores(
+                lists, passages, teacher, out, top_n=top_n, on_pairs=lambda n: bar.update(task, advance=n)
+            )  # type: ignore[arg-type]
         write_jsonl(score_all, scored)
         write_manifest(
             manifest_path(score_all),
             "train.reward.score_all",
-            {"reward_model": str(out)},
-            inputs=inputs,
+            {"reward_model": str(out), "teacher": teacher, "top_n": top_n},
+            inputs={**inputs, **({"candidates": file_fingerprint(candidates_file)} if candidates_file else {})},
             outputs=[score_all],
         )
         console.print(f"teacher scores for {len(scored):,} queries -> {score_all}")
@@ -105,6 +121,11 @@ def retriever(
     learning_rate: float = typer.Option(3e-5, help="Peak learning rate."),
     temperature: float = typer.Option(0.01, help="τ: similarities are cosine / τ."),
     contrastive_weight: float = typer.Option(0.2, help="Weight of the in-batch InfoNCE term (teacher reward)."),
+    max_length: int = typer.Option(256, help="Token cap on queries and pool items."),
+    n_negatives: int = typer.Option(3, help="Hard negatives per query, from the teacher's bottom 16."),
+    same_label_negatives: bool = typer.Option(
+        False, help="Keep negatives of a classification query's own task and label (the authors drop them)."
+    ),
     bf16: bool = typer.Option(None, help="bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it."),
     seed: int = typer.Option(42, help="Seed for groups and training."),
 ) -> None:
@@ -119,9 +140,10 @@ def retriever(
         learning_rate=learning_rate,
         temperature=temperature,
         contrastive_weight=contrastive_weight,
+        max_length=max_length,
         bf16=bf16,
         seed=seed,
-        groups=GroupConfig(n_negatives=3, seed=seed),
+        groups=GroupConfig(n_negatives=n_negatives, seed=seed, drop_same_label_negatives=not same_label_negatives),
     )
     passages = {p.id: p for p in DataDir(data).passages()}
     train_retriever(list(read_jsonl(scores, CandidateList)), passages, out, config)

@@ -8,8 +8,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,10 +52,17 @@ def task_records(source: RowSource, task: Task, split: str) -> Iterator[Record]:
 
 
 def sample(records: list[Record], cap: int | None, seed: int, key: str) -> list[Record]:
-    """At most `cap` records, chosen with a per-(seed, task, split) RNG, kept in source order."""
+    """At most `cap` records, kept in source order: those whose ids hash lowest under (seed, key).
+
+    Nested by construction: a smaller sample of the same records, or of a sample of them, is a subset
+    of a larger one, so e.g. the queries the LLM scores are a subset of those the teacher scores."""
     if cap is None or len(records) <= cap:
         return records
-    chosen = sorted(random.Random(f"{seed}:{key}").sample(range(len(records)), cap))
+
+    def rank(i: int) -> bytes:
+        return hashlib.sha256(f"{seed}:{key}:{records[i].query_id}".encode()).digest()
+
+    chosen = sorted(sorted(range(len(records)), key=rank)[:cap])
     return [records[i] for i in chosen]
 
 

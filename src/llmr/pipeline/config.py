@@ -15,6 +15,7 @@ from llmr.llm import DEFAULT_LLM
 from llmr.scoring.feedback import ScoringConfig
 from llmr.training.retriever import RetrieverConfig
 from llmr.training.reward import RewardConfig
+from llmr.training.teacher import Teacher
 
 
 class Section(BaseModel):
@@ -32,7 +33,9 @@ class DataSection(Section):
 class CandidatesSection(Section):
     top_n: int = Field(100, ge=1)
     scope: Literal["task", "unified"] = "unified"
-    max_per_task: int = Field(0, ge=0)  # training queries mined (then scored) per task; 0 = all
+    # Training queries mined per task, 0 = all: the distillation scale (the teacher scores them all;
+    # the LLM scores `scoring.max_per_task` of them).
+    max_per_task: int = Field(0, ge=0)
 
 
 class LLMSection(Section):
@@ -43,6 +46,16 @@ class LLMSection(Section):
 
     def options(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "batch_tokens": self.batch_tokens} if self.backend == "hf" else {}
+
+
+class DistillSection(Section):
+    """What the retriever is distilled from: the teacher's scores over every mined training query."""
+
+    teacher: Teacher = "reward"  # reward (the paper), reward+penalties, or penalties (the heuristics alone)
+    top_n: int = Field(100, ge=2)  # candidates per query the teacher scores (the paper: up to 100)
+    # Iteration >= 2: train from the base encoder on every iteration's teacher data so far (the authors'
+    # recipe); false: on this iteration's alone.
+    union: bool = True
 
 
 class PipelineConfig(Section):
@@ -57,6 +70,7 @@ class PipelineConfig(Section):
     llm: LLMSection = LLMSection()
     scoring: ScoringConfig = ScoringConfig()
     reward: RewardConfig = RewardConfig()
+    distill: DistillSection = DistillSection()
     retriever: RetrieverConfig = RetrieverConfig()
 
     @classmethod

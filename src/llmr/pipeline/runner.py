@@ -1,8 +1,12 @@
 """`llmr pipeline`: LLM-R end to end, as stages whose outputs are keyed by what produced them.
 
-    data -> iteration 1: candidates (BM25) -> score (LLM) -> reward (+ teacher scores) -> retriever
-         -> iteration 2: candidates (retriever 1) -> score -> reward -> retriever -> ...
+    data -> iteration 1: candidates (BM25) -> score (LLM) -> reward -> teacher -> retriever
+         -> iteration 2: candidates (retriever 1) -> score -> reward -> teacher -> retriever (union) -> ...
          (+ epr: the EPR baseline from iteration 1's LLM scores, when asked for)
+
+Two scales, as the paper: candidates are mined for many training queries per task, the LLM scores a
+few of them (`scoring.max_per_task`), the reward model learns from those, and the teacher (the reward
+model, optionally with the scoring penalties) scores every mined query for the retriever to distil.
 
 Each stage writes into `<out>/<iteration>/<stage>-<key>/`, where the key hashes the stage's config
 and the keys of the stages it reads from (and, for data, the source files' fingerprints). A stage
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 
@@ -29,7 +33,7 @@ from llmr.llm.base import LLM
 from llmr.manifest import config_hash, write_manifest
 from llmr.pipeline.config import PipelineConfig
 
-STAGE_VERSION = 1  # bump when a stage's code changes what it writes
+STAGE_VERSION = 2  # bump when a stage's code changes what it writes
 
 
 @dataclass
@@ -117,7 +121,8 @@ class Pipeline:
 
     # -- the run -----------------------------------------------------------------------------------
 
-    def run(self) -> list[StageResult]:
+    def run(self, until: Literal["data"] | None = None) -> list[StageResult]:
+        """Run every stage (or only the data stage: `until="data"`); finished stages are skipped."""
         from llmr.pipeline import stages
 
         cfg = self.config
@@ -130,7 +135,10 @@ class Pipeline:
             [],
             lambda path: stages.build_data(source, tasks, cfg, path),
         )
+        if until == "data":
+            return self.results
         retriever: StageResult | None = None
+        teachers: list[StageResult] = []
         for it in range(1, cfg.iterations + 1):
             prefix = f"iteration-{it}/"
             mined_by = [data] if retriever is None else [data, retriever]
@@ -155,21 +163,35 @@ class Pipeline:
                 [data, scored],
                 lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
             )
-            teacher = reward.path / stages.TEACHER_FILE
+            penalties = {k: v for k, v in asdict(cfg.scoring).items() if k.startswith("penalize")}
+            teacher = self.stage(
+                prefix + "teacher",
+                {"distill": cfg.distill.model_dump(exclude={"union"}), "penalties": penalties},
+                [data, cands, reward],
+                lambda path, c=cands, r=reward: stages.teacher(data.path, c.path, r.path, cfg, self.cache, path),
+            )
+            teachers = [*teachers, teacher] if cfg.distill.union else [teacher]
             retriever = self.stage(
                 prefix + "retriever",
                 {"retriever": asdict(cfg.retriever), **split},
-                [data, reward],
-                lambda path, t=teacher: stages.retriever(data.path, t, t, cfg.retriever, self._is_train, path),
+                [data, *teachers],
+                lambda path, ts=teachers: stages.retriever(
+                    data.path,
+                    [t.path / stages.TEACHER_FILE for t in ts],
+                    ts[-1].path / stages.TEACHER_FILE,
+                    cfg.retriever,
+                    self._is_train,
+                    path,
+                ),
             )
             if it == 1 and cfg.epr:
                 epr = replace(cfg.retriever, teacher="llm")
                 self.stage(
                     prefix + "epr",
                     {"retriever": asdict(epr), **split},
-                    [data, scored, reward],  # reward: its teacher scores measure agreement on held-back queries
+                    [data, scored, teacher],  # teacher: its scores measure agreement on held-back queries
                     lambda path, s=scored, t=teacher, c=epr: stages.retriever(
-                        data.path, s.path / stages.SCORES_FILE, t, c, self._is_train, path
+                        data.path, [s.path / stages.SCORES_FILE], t.path / stages.TEACHER_FILE, c, self._is_train, path
                     ),
                 )
         self._finish(time.perf_counter() - started)

@@ -3,7 +3,7 @@ and returns a small report (counts, agreement on held-back queries) for the run'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,15 @@ def mine(
 def score(
     data_dir: Path, candidates_dir: Path, llm: LLM, cache: Path | str | None, cfg: PipelineConfig, path: Path
 ) -> dict[str, Any]:
+    """The LLM scores `scoring.max_per_task` of each task's mined queries (nested in the mined sample)."""
     from llmr.llm.models import cache_dir
     from llmr.scoring.cache import ScoreCache
     from llmr.scoring.feedback import make_jobs, score_to_file
 
     passages = {p.id: p for p in DataDir(data_dir).passages()}
-    jobs = make_jobs(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList), passages, cfg.scoring)
+    mined = list(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList))
+    chosen = select_records(mined, None, cfg.scoring.max_per_task, cfg.seed)
+    jobs = make_jobs(chosen, passages, cfg.scoring)  # type: ignore[arg-type]
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
     try:
         return {"llm": llm.fingerprint, **score_to_file(jobs, llm, store, cfg.scoring, path / SCORES_FILE)}
@@ -79,35 +82,83 @@ def score(
 
 
 def reward(data_dir: Path, scores_dir: Path, cfg: PipelineConfig, is_train: IsTrain, path: Path) -> dict[str, Any]:
-    """Train the reward model on the training queries, then score every candidate of every query."""
-    from llmr.progress import progress_bar
-    from llmr.training.reward import teacher_scores, train_reward_model
+    """Train the reward model on the LLM-scored training queries; report how often it orders held-back
+    queries' candidates as the LLM does (over non-penalized candidates, and over all of them)."""
+    from llmr.training.reward import train_reward_model
+    from llmr.training.teacher import teacher_scores
 
     passages = {p.id: p for p in DataDir(data_dir).passages()}
     scored = list(read_jsonl(scores_dir / SCORES_FILE, CandidateList))
     train = [c for c in scored if is_train(c)]
     train_reward_model(train, passages, path, cfg.reward)
-    with progress_bar("queries") as bar:
-        task = bar.add_task("teacher scores", total=len(scored))
-        teacher = teacher_scores(path, scored, passages, on_query=lambda n: bar.advance(task, n))
-    write_jsonl(path / TEACHER_FILE, teacher)
     held = [c for c in scored if not is_train(c)]
-    by_id = {c.query_id: c.doc_scores for c in teacher}
-    return {"train_queries": len(train), "held_back_queries": len(held), "agreement_with_llm": agreement(held, by_id)}
+    report: dict[str, Any] = {"train_queries": len(train), "held_back_queries": len(held)}
+    if held:
+        predicted, _ = teacher_scores(held, passages, "reward", path)
+        by_id = {c.query_id: c.doc_scores for c in predicted}
+        report["agreement_with_llm"] = agreement(held, by_id)
+        report["agreement_with_llm_all"] = agreement(held, by_id, include_penalized=True)
+    return report
+
+
+def teacher(
+    data_dir: Path,
+    candidates_dir: Path,
+    reward_dir: Path,
+    cfg: PipelineConfig,
+    cache: Path | str | None,
+    path: Path,
+) -> dict[str, Any]:
+    """The teacher scores the first `distill.top_n` candidates of every mined query (train and held back)."""
+    import time
+
+    from llmr.llm.models import cache_dir
+    from llmr.progress import progress_bar
+    from llmr.scoring.cache import ScoreCache
+    from llmr.training.teacher import teacher_scores
+
+    passages = {p.id: p for p in DataDir(data_dir).passages()}
+    mined = list(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList))
+    store = ScoreCache(cache or cache_dir() / "scores.sqlite")
+    started = time.perf_counter()
+    try:
+        with progress_bar("pairs") as bar:
+            task = bar.add_task("teacher scores", total=None)
+            scored, stats = teacher_scores(
+                mined,
+                passages,
+                cfg.distill.teacher,
+                reward_dir,
+                top_n=cfg.distill.top_n,
+                penalties=cfg.scoring,
+                cache=store,
+                on_pairs=lambda n: bar.update(task, advance=n),
+            )
+    finally:
+        store.close()
+    seconds = time.perf_counter() - started
+    write_jsonl(path / TEACHER_FILE, scored)
+    rate = stats["scored"] / seconds if stats["scored"] else None
+    return {"queries": len(scored), **stats, "pairs_per_s": rate}
 
 
 def retriever(
-    data_dir: Path, train_file: Path, teacher_file: Path, config: RetrieverConfig, is_train: IsTrain, path: Path
+    data_dir: Path,
+    train_files: Sequence[Path],
+    teacher_file: Path,
+    config: RetrieverConfig,
+    is_train: IsTrain,
+    path: Path,
 ) -> dict[str, Any]:
-    """Train the bi-encoder on `train_file`'s training queries (teacher scores, or LLM scores for EPR);
-    report how often it (and the encoder it started from) orders held-back queries' candidates as the
-    reward model (`teacher_file`) does."""
+    """Train the bi-encoder on the training queries of `train_files` (teacher scores, or LLM scores for
+    EPR; several files: their union); report how often it (and the encoder it started from) orders
+    held-back queries' candidates as the teacher (`teacher_file`) does."""
     passages = {p.id: p for p in DataDir(data_dir).passages()}
-    train = [c for c in read_jsonl(train_file, CandidateList) if is_train(c)]
+    train = [c for f in train_files for c in read_jsonl(f, CandidateList) if is_train(c)]
     train_retriever(train, passages, path, config)
-    report: dict[str, Any] = {"train_queries": len(train)}
+    report: dict[str, Any] = {"train_lists": len(train)}
     held = [c for c in read_jsonl(teacher_file, CandidateList) if not is_train(c)]
     if held:
-        report["initial_agreement_with_reward"] = agreement(held, retriever_similarities(config.model, held, passages))
-        report["agreement_with_reward"] = agreement(held, retriever_similarities(str(path), held, passages))
+        report["initial_agreement_with_teacher"] = agreement(held, retriever_similarities(config.model, held, passages))
+        report["agreement_with_teacher"] = agreement(held, retriever_similarities(str(path), held, passages))
     return report

@@ -21,11 +21,13 @@ from pydantic import Field, model_validator
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import write_json
+from llmr.data.schema import Record
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
 from llmr.llm.base import LLM
 from llmr.manifest import write_manifest
 from llmr.pipeline.config import PipelineConfig, Section, load_config
 from llmr.pipeline.runner import Pipeline, StageResult
+from llmr.tasks import TASKS
 
 # The paper's averages over its 30 tasks (LLaMA-7B, k = 8; Wang et al. 2024, Table 1), by our method names.
 PAPER = {"random": 57.9, "bm25": 61.3, "dense": 61.4, "epr": 63.5, "llmr-1": 65.7, "llmr-2": 66.5}
@@ -43,6 +45,7 @@ class EvalSection(Section):
     k: list[int] = Field(default_factory=lambda: [8])
     seeds: list[int] = Field(default_factory=lambda: [0])
     max_per_task: int = Field(0, ge=0)  # test queries per task (a seeded sample); 0 = all
+    max_per_gen_task: int | None = Field(None, ge=0)  # the same for generation tasks (decoding costs); None: as above
     budget_tokens: int | None = 1024
     max_new_tokens: int = Field(64, ge=1)
     resamples: int = Field(1000, ge=100)
@@ -79,9 +82,14 @@ class Study:
         )
         self._eval_llm: LLM | None = None
 
+    @property
+    def needs_pipeline(self) -> bool:
+        """Whether a method evaluates a retriever this study trains (baselines need only the data stage)."""
+        return any(m == "epr" or (m.startswith("llmr-") and ":" not in m) for m in self.config.eval.methods)
+
     def run(self, until: Literal["pipeline", "eval"] = "eval") -> dict[str, Any]:
         started = time.perf_counter()
-        stages = self.pipeline.run()
+        stages = self.pipeline.run(until=None if until == "pipeline" or self.needs_pipeline else "data")
         if until == "pipeline":
             return {"stages": stages}
         runs, seconds = self.evaluate(stages)
@@ -127,7 +135,7 @@ class Study:
     def evaluate(self, stages: list[StageResult]) -> tuple[dict, dict[str, float]]:
         cfg = self.config.eval
         data = DataDir(next(r.path for r in stages if r.name == "data"))
-        records = select_records(list(data.records("test")), None, cfg.max_per_task, seed=0)
+        records = test_queries(list(data.records("test")), cfg)
         settings = EvalSettings(budget_tokens=cfg.budget_tokens, max_new_tokens=cfg.max_new_tokens)
         # One cache for every variant (outcomes are keyed by LLM, selector, k, budget and query).
         cache = OutcomeCache(self.out / "eval" / "cache.sqlite")
@@ -145,6 +153,15 @@ class Study:
             )
         finally:
             cache.close()
+
+
+def test_queries(records: list[Record], cfg: EvalSection) -> list[Record]:
+    """A seeded sample of each task's test queries: `max_per_task`, or `max_per_gen_task` for generation tasks."""
+    is_gen = [(t := TASKS.get(r.task_name)) is not None and t.mode == "gen" for r in records]
+    gen = [r for r, g in zip(records, is_gen, strict=True) if g]
+    rest = [r for r, g in zip(records, is_gen, strict=True) if not g]
+    gen_cap = cfg.max_per_task if cfg.max_per_gen_task is None else cfg.max_per_gen_task
+    return select_records(rest, None, cfg.max_per_task, seed=0) + select_records(gen, None, gen_cap, seed=0)
 
 
 def _merge_timings(path: Path, seconds: Mapping[str, float]) -> dict[str, float]:

@@ -31,6 +31,7 @@ PENALTY = -100.0
 @dataclass(frozen=True)
 class ScoringConfig:
     n_candidates: int = 32  # M: candidates sampled per query from its candidate list (the paper: 32)
+    max_per_task: int = 0  # queries per task the LLM scores: a seeded sample of the candidate lists (0 = all)
     seed: int = 42
     penalize_other_task: bool = True
     penalize_label_mismatch: bool = True
@@ -60,10 +61,26 @@ def answer_text(record: CandidateList) -> str:
     return task.answer_text(record.model_dump()) if task else record.answers[0]
 
 
+def same_label(cands: CandidateList, doc: Passage) -> bool | None:
+    """For a classification query and a pool item of its task: whether the item shows the query's label
+    (its contents end with the label word). None when the question does not apply."""
+    task = TASKS.get(cands.task_name)
+    if doc.task_name != cands.task_name or task is None or task.mode != "cls":
+        return None
+    return doc.contents.rpartition("\n")[2] == cands.answers[0]
+
+
+def penalized(cands: CandidateList, doc: Passage, config: ScoringConfig) -> bool:
+    """The paper's heuristics: a candidate of another task, or (classification) with another label,
+    is worth -100 without asking the LLM."""
+    if doc.task_name != cands.task_name:
+        return config.penalize_other_task
+    return config.penalize_label_mismatch and same_label(cands, doc) is False
+
+
 def make_jobs(candidates: Iterable[CandidateList], passages: Mapping[str, Passage], config: ScoringConfig) -> list[Job]:
     jobs = []
     for cands in candidates:
-        task = TASKS.get(cands.task_name)
         answer = answer_text(cands)
         doc_ids = sample_doc_ids(cands, config.n_candidates, config.seed)
         pairs: list[tuple[str, str] | None] = []
@@ -72,17 +89,7 @@ def make_jobs(candidates: Iterable[CandidateList], passages: Mapping[str, Passag
                 doc = passages[doc_id]
             except KeyError:
                 raise KeyError(f"query {cands.query_id}: candidate {doc_id!r} is not in the pool") from None
-            other_task = doc.task_name != cands.task_name
-            mismatch = (
-                not other_task
-                and task is not None
-                and task.mode == "cls"
-                and doc.contents.rpartition("\n")[2] != cands.answers[0]
-            )
-            if (config.penalize_other_task and other_task) or (config.penalize_label_mismatch and mismatch):
-                pairs.append(None)
-            else:
-                pairs.append((build_prompt([doc.contents], cands.query), answer))
+            pairs.append(None if penalized(cands, doc, config) else (build_prompt([doc.contents], cands.query), answer))
         jobs.append(Job(cands, doc_ids, pairs))
     return jobs
 

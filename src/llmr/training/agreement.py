@@ -14,22 +14,28 @@ from llmr.data.schema import CandidateList, Passage
 from llmr.scoring.feedback import PENALTY
 
 
-def pairwise_agreement(reference: Sequence[float], predicted: Sequence[float]) -> tuple[int, int]:
-    """(agreeing, compared) over candidate pairs the reference orders strictly; penalized (-100) ones are skipped."""
+def pairwise_agreement(
+    reference: Sequence[float], predicted: Sequence[float], include_penalized: bool = False
+) -> tuple[int, int]:
+    """(agreeing, compared) over candidate pairs the reference orders strictly; penalized (-100) ones are
+    skipped unless `include_penalized` (then a kept candidate above a penalized one counts too)."""
     ref, pred = np.asarray(reference, dtype=float), np.asarray(predicted, dtype=float)
-    keep = ref > PENALTY
-    ref, pred = ref[keep], pred[keep]
+    if not include_penalized:
+        keep = ref > PENALTY
+        ref, pred = ref[keep], pred[keep]
     i, j = np.triu_indices(len(ref), k=1)
     strict = ref[i] != ref[j]
     agree = np.sign(ref[i] - ref[j]) == np.sign(pred[i] - pred[j])
     return int((agree & strict).sum()), int(strict.sum())
 
 
-def agreement(reference: Sequence[CandidateList], predicted: Mapping[str, Sequence[float]]) -> float | None:
+def agreement(
+    reference: Sequence[CandidateList], predicted: Mapping[str, Sequence[float]], include_penalized: bool = False
+) -> float | None:
     """Micro-averaged pairwise agreement of `predicted[query_id]` with each reference list's doc_scores."""
     agree = total = 0
     for cands in reference:
-        a, n = pairwise_agreement(cands.doc_scores, predicted[cands.query_id])
+        a, n = pairwise_agreement(cands.doc_scores, predicted[cands.query_id], include_penalized)
         agree, total = agree + a, total + n
     return agree / total if total else None
 

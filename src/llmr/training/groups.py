@@ -3,16 +3,18 @@
 The paper: the positive is sampled from the LLM's top 3, the negatives from its bottom 16. The
 reference code meant to rotate the group every epoch but never did; here epoch e takes the
 (e mod 3)-th positive and the next window of negatives, so every epoch shows a different group.
+The authors' retriever loader also drops negatives of a classification query's task with its label
+(likely false negatives): `drop_same_label_negatives`.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from llmr.data.schema import CandidateList
-from llmr.scoring.feedback import PENALTY
+from llmr.data.schema import CandidateList, Passage
+from llmr.scoring.feedback import PENALTY, same_label
 from llmr.tasks import TASKS
 
 
@@ -22,6 +24,7 @@ class GroupConfig:
     bottom_k_negative: int = 16
     n_negatives: int = 7
     seed: int = 42
+    drop_same_label_negatives: bool = False  # needs the pool; kept when nothing else is left
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,17 @@ def usable(cands: CandidateList, config: GroupConfig) -> bool:
     return sorted(cands.doc_scores, reverse=True)[config.top_k_positive - 1] > PENALTY
 
 
-def group_for_epoch(cands: CandidateList, epoch: int, config: GroupConfig) -> Group:
+def group_for_epoch(
+    cands: CandidateList, epoch: int, config: GroupConfig, passages: Mapping[str, Passage] | None = None
+) -> Group:
     order = sorted(range(len(cands.doc_ids)), key=lambda i: -cands.doc_scores[i])
     positives = order[: config.top_k_positive]
     negatives = [i for i in order[-config.bottom_k_negative :] if i not in positives]
+    if config.drop_same_label_negatives:
+        if passages is None:
+            raise ValueError("drop_same_label_negatives needs the pool (passages)")
+        other = [i for i in negatives if not same_label(cands, passages[cands.doc_ids[i]])]
+        negatives = other or negatives
     # A per-query shuffle, fixed across epochs, then a window that moves with the epoch.
     rng = random.Random(f"{config.seed}:{cands.query_id}")
     rng.shuffle(positives)
@@ -56,9 +66,15 @@ def group_for_epoch(cands: CandidateList, epoch: int, config: GroupConfig) -> Gr
     return Group(cands.query_id, tuple(cands.doc_ids[i] for i in picked), tuple(cands.doc_scores[i] for i in picked))
 
 
-def training_groups(candidates: Iterable[CandidateList], epochs: int, config: GroupConfig) -> Iterator[Group]:
-    """One group per usable query per epoch (epoch-major order)."""
+def training_groups(
+    candidates: Iterable[CandidateList],
+    epochs: int,
+    config: GroupConfig,
+    passages: Mapping[str, Passage] | None = None,
+) -> Iterator[tuple[CandidateList, Group]]:
+    """(candidate list, its group) per usable list per epoch (epoch-major order). A query may appear in
+    several lists (the union of two iterations' teacher data): each list gives its own groups."""
     kept = [c for c in candidates if usable(c, config)]
     for epoch in range(epochs):
         for cands in kept:
-            yield group_for_epoch(cands, epoch, config)
+            yield cands, group_for_epoch(cands, epoch, config, passages)

@@ -36,18 +36,18 @@ class RetrieverConfig:
     max_length: int = 256
     bf16: bool | None = None  # None: bf16 autocast where the hardware has it (~1.5x for MiniLM), else fp32
     seed: int = 42
-    groups: GroupConfig = field(default_factory=lambda: GroupConfig(n_negatives=3))
+    # The authors' recipe: 3 hard negatives, none of a classification query's own task and label.
+    groups: GroupConfig = field(default_factory=lambda: GroupConfig(n_negatives=3, drop_same_label_negatives=True))
 
 
 def retriever_dataset(candidates: Sequence[CandidateList], passages: Mapping[str, Passage], config: RetrieverConfig):
     """Columns query, doc_1 (positive), doc_2.., and label (the teacher's scores of those docs)."""
     from datasets import Dataset
 
-    by_id = {c.query_id: c for c in candidates}
     n_docs = config.groups.n_negatives + 1
     rows: dict[str, list] = {"query": [], **{f"doc_{i + 1}": [] for i in range(n_docs)}, "label": []}
-    for group in training_groups(candidates, config.epochs, config.groups):
-        rows["query"].append(by_id[group.query_id].query)
+    for cands, group in training_groups(candidates, config.epochs, config.groups, passages):
+        rows["query"].append(cands.query)
         for i, doc_id in enumerate(group.doc_ids):
             rows[f"doc_{i + 1}"].append(passages[doc_id].contents)
         rows["label"].append(list(group.scores))

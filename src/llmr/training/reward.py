@@ -8,7 +8,7 @@ over a group of 1 positive + 7 negatives: sentence-transformers' ListNetLoss wit
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +53,9 @@ def reward_dataset(candidates: Sequence[CandidateList], passages: Mapping[str, P
     """Columns query, docs (positive first), labels: one row per usable query per epoch (rotating groups)."""
     from datasets import Dataset
 
-    by_id = {c.query_id: c for c in candidates}
     rows: dict[str, list] = {"query": [], "docs": [], "labels": []}
-    for group in training_groups(candidates, config.epochs, config.groups):
-        rows["query"].append(query_text(by_id[group.query_id]))
+    for cands, group in training_groups(candidates, config.epochs, config.groups, passages):
+        rows["query"].append(query_text(cands))
         rows["docs"].append([passages[d].contents for d in group.doc_ids])
         rows["labels"].append([0.0] + [NEGATIVE_LABEL] * (len(group.doc_ids) - 1))
     return Dataset.from_dict(rows)
@@ -93,26 +92,3 @@ def train_reward_model(
         find_unused_parameters=False,  # the loss runs the model once per document column: DDP must not re-mark
         **fit_options,
     )
-
-
-def teacher_scores(
-    model_dir: Path | str,
-    candidates: Sequence[CandidateList],
-    passages: Mapping[str, Passage],
-    batch_size: int = 64,
-    on_query: Callable[[int], None] | None = None,
-) -> list[CandidateList]:
-    """The reward model scores every candidate of every query: candidate lists with its logits as doc_scores."""
-    from sentence_transformers.cross_encoder import CrossEncoder
-
-    model = CrossEncoder(str(model_dir))
-    out = []
-    for cands in candidates:
-        q = query_text(cands)
-        scores = model.predict(
-            [(q, passages[d].contents) for d in cands.doc_ids], batch_size=batch_size, show_progress_bar=False
-        )
-        out.append(cands.model_copy(update={"doc_scores": [float(s) for s in scores]}))
-        if on_query:
-            on_query(1)
-    return out

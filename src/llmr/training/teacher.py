@@ -1,0 +1,106 @@
+"""Stage 4 of LLM-R: the teacher scores the candidates of every training query for distillation.
+
+The LLM scores a few queries; the reward model spreads that signal cheaply over many more queries
+and candidates (the paper: ~591k queries x up to 100 candidates). Teachers:
+- "reward": the reward model's logit for every candidate (the paper);
+- "reward+penalties": the same, but candidates the scoring heuristics penalize (another task's, or
+  for classification another label's) keep -100 without a model call, as in the LLM's own feedback;
+- "penalties": 0 or -100 from the heuristics alone, no model (an ablation: what the labels alone teach).
+Model scores go to a SQLite cache keyed by the reward model's weights and the pair, committed in
+chunks: a killed run resumes without rescoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from llmr.data.schema import CandidateList, Passage
+from llmr.llm.base import Score
+from llmr.manifest import file_fingerprint
+from llmr.scoring.cache import ScoreCache, pair_key
+from llmr.scoring.feedback import PENALTY, ScoringConfig, penalized
+from llmr.training.reward import query_text
+
+Teacher = Literal["reward", "reward+penalties", "penalties"]
+TEACHERS: tuple[str, ...] = ("reward", "reward+penalties", "penalties")
+
+
+def teacher_scores(
+    candidates: Sequence[CandidateList],
+    passages: Mapping[str, Passage],
+    teacher: Teacher = "reward+penalties",
+    model_dir: Path | str | None = None,
+    top_n: int = 0,
+    penalties: ScoringConfig = ScoringConfig(),
+    cache: ScoreCache | None = None,
+    batch_size: int = 64,
+    chunk_pairs: int = 2048,
+    on_pairs: Callable[[int], None] | None = None,
+) -> tuple[list[CandidateList], dict[str, int]]:
+    """Candidate lists (each cut to its first `top_n` candidates; 0 = all) with the teacher's scores as
+    doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress."""
+    if teacher not in TEACHERS:
+        raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, not {teacher!r}")
+    lists = [
+        c.model_copy(update={"doc_ids": c.doc_ids[:top_n], "doc_scores": c.doc_scores[:top_n]}) if top_n else c
+        for c in candidates
+    ]
+    # Per list and candidate: the pair the model scores, or None for a penalty.
+    slots: list[list[tuple[str, str] | None]] = []
+    for cands in lists:
+        q = query_text(cands)
+        slots.append(
+            [
+                None if teacher != "reward" and penalized(cands, passages[d], penalties) else (q, passages[d].contents)
+                for d in cands.doc_ids
+            ]
+        )
+    pairs = {pair_key(*p): p for row in slots for p in row if p is not None}
+    stats = {"pairs": len(pairs), "cached": 0, "scored": 0}
+    found: dict[bytes, Score] = {}
+    if teacher != "penalties" and pairs:
+        if model_dir is None:
+            raise ValueError(f"teacher {teacher!r} needs the reward model's folder")
+        found = _model_scores(Path(model_dir), pairs, cache, batch_size, chunk_pairs, stats, on_pairs)
+    out = []
+    for cands, row in zip(lists, slots, strict=True):
+        scores = [PENALTY if p is None else (found[pair_key(*p)].logprob if found else 0.0) for p in row]
+        out.append(cands.model_copy(update={"doc_scores": scores}))
+    return out, stats
+
+
+def _model_scores(
+    model_dir: Path,
+    pairs: Mapping[bytes, tuple[str, str]],
+    cache: ScoreCache | None,
+    batch_size: int,
+    chunk_pairs: int,
+    stats: dict[str, int],
+    on_pairs: Callable[[int], None] | None,
+) -> dict[bytes, Score]:
+    """The reward model's logit per pair (stored as Score(logit, 0)), from the cache or computed chunk by chunk."""
+    fingerprint = "reward:" + file_fingerprint(model_dir / "model.safetensors")
+    keys = sorted(pairs, key=lambda k: (-len(pairs[k][0]) - len(pairs[k][1]), k))  # similar lengths batch well
+    found = cache.get_many(fingerprint, keys) if cache else {}
+    stats["cached"] = len(found)
+    if on_pairs and found:
+        on_pairs(len(found))
+    missing = [k for k in keys if k not in found]
+    if not missing:
+        return found
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    model = CrossEncoder(str(model_dir))
+    for start in range(0, len(missing), chunk_pairs):
+        chunk = missing[start : start + chunk_pairs]
+        logits = model.predict([pairs[k] for k in chunk], batch_size=batch_size, show_progress_bar=False)
+        scored = {k: Score(float(s), 0) for k, s in zip(chunk, logits, strict=True)}
+        if cache:
+            cache.put_many(fingerprint, scored.items())
+        found.update(scored)
+        stats["scored"] += len(chunk)
+        if on_pairs:
+            on_pairs(len(chunk))
+    return found

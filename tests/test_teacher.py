@@ -1,0 +1,96 @@
+"""The teacher (stage 4): reward-model scores over many queries, with or without the scoring penalties,
+cached so a re-run scores nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmr.data.schema import CandidateList, Passage
+from llmr.scoring.cache import ScoreCache
+from llmr.scoring.feedback import PENALTY
+from llmr.training.teacher import teacher_scores
+
+POOL = {
+    "pos1": Passage(id="pos1", contents="Review: a joy\nPositive", task_name="sst2"),
+    "pos2": Passage(id="pos2", contents="Review: a treat\nPositive", task_name="sst2"),
+    "neg1": Passage(id="neg1", contents="Review: a bore\nNegative", task_name="sst2"),
+    "copa": Passage(id="copa", contents="The man fell. What was the cause?\nHe slipped.", task_name="copa"),
+}
+
+
+def _query(qid: str = "q", ids: tuple[str, ...] = ("pos1", "neg1", "copa", "pos2")) -> CandidateList:
+    return CandidateList(
+        query_id=qid,
+        query="Review: lovely",
+        answers=["Positive"],
+        task_name="sst2",
+        doc_ids=list(ids),
+        doc_scores=[1.0] * len(ids),
+    )
+
+
+@pytest.fixture(scope="module")
+def reward_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained cross-encoder on the embedded MiniLM (seeded head): real scores, no training time."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+    from transformers import set_seed
+
+    from llmr.training.reward import resolve_encoder
+
+    set_seed(0)
+    path = tmp_path_factory.mktemp("reward")
+    CrossEncoder(resolve_encoder("all-minilm-l6-v2"), num_labels=1).save_pretrained(str(path))
+    return path
+
+
+def test_penalties_alone_need_no_model() -> None:
+    [scored], stats = teacher_scores([_query()], POOL, "penalties")
+    assert scored.doc_scores == [0.0, PENALTY, PENALTY, 0.0]  # same label / other label / other task / same label
+    assert stats == {"pairs": 2, "cached": 0, "scored": 0}
+
+
+def test_reward_with_penalties_scores_only_kept_candidates(reward_dir: Path) -> None:
+    [full], _ = teacher_scores([_query()], POOL, "reward", reward_dir)
+    [mixed], stats = teacher_scores([_query()], POOL, "reward+penalties", reward_dir)
+    assert all(s > PENALTY for s in full.doc_scores) and len(set(full.doc_scores)) == 4
+    assert stats["scored"] == 2  # the two penalized candidates cost no model call
+    assert mixed.doc_scores[1] == mixed.doc_scores[2] == PENALTY
+    assert mixed.doc_scores[0] == pytest.approx(full.doc_scores[0], abs=1e-5)
+    assert mixed.doc_scores[3] == pytest.approx(full.doc_scores[3], abs=1e-5)
+
+
+def test_top_n_cuts_each_list() -> None:
+    [scored], _ = teacher_scores([_query()], POOL, "penalties", top_n=2)
+    assert scored.doc_ids == ["pos1", "neg1"] and scored.doc_scores == [0.0, PENALTY]
+
+
+def test_a_rerun_is_served_from_the_cache_and_a_changed_model_is_not(reward_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    queries = [_query("a"), _query("b", ("pos2", "pos1"))]
+    cache = ScoreCache(tmp_path / "cache.sqlite")
+    first, stats = teacher_scores(queries, POOL, "reward", reward_dir, cache=cache)
+    assert stats == {"pairs": 4, "cached": 0, "scored": 4}  # b's two pairs are among a's: scored once
+    again, stats = teacher_scores(queries, POOL, "reward", reward_dir, cache=cache)
+    assert stats == {"pairs": 4, "cached": 4, "scored": 0} and again == first
+
+    changed = tmp_path / "changed"
+    shutil.copytree(reward_dir, changed)
+    weights = load_file(changed / "model.safetensors")
+    name = next(k for k in weights if k.endswith("classifier.weight"))
+    weights[name] = weights[name] * 2
+    save_file(weights, changed / "model.safetensors")
+    other, stats = teacher_scores(queries, POOL, "reward", changed, cache=cache)
+    assert stats["scored"] == 4 and other[0].doc_scores != first[0].doc_scores
+    cache.close()
+
+
+def test_unknown_teacher_and_missing_model_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        teacher_scores([_query()], POOL, "llm")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs the reward model"):
+        teacher_scores([_query()], POOL, "reward")
