@@ -52,7 +52,10 @@ def llm_signal(study: Path) -> list[str]:
 
 
 def agreements(study: Path) -> list[str]:
-    lines = ["| stage | held-back queries | agreement | initial encoder |", "|---|---:|---:|---:|"]
+    lines = [
+        "| stage | held-back queries | agreement (kept candidates) | with penalized too | initial encoder |",
+        "|---|---:|---:|---:|---:|",
+    ]
     order = {"reward": 0, "retriever": 1, "epr": 2}
     markers = [m for m in study.glob("pipeline/iteration-*/*/stage.json") if m.parent.name.split("-")[0] in order]
     for marker in sorted(markers, key=lambda m: (m.parent.parent.name, order[m.parent.name.split("-")[0]])):
@@ -61,14 +64,18 @@ def agreements(study: Path) -> list[str]:
         if "agreement_with_llm" in report:
             lines.append(
                 f"| {stage}: reward model vs LLM | {report['held_back_queries']} | "
-                f"{report['agreement_with_llm']:.3f} | |"
+                f"{_num(report['agreement_with_llm'])} | {_num(report.get('agreement_with_llm_all'))} | |"
             )
-        if "agreement_with_reward" in report:
+        if "agreement_with_teacher" in report:
             lines.append(
-                f"| {stage} vs reward model | | {report['agreement_with_reward']:.3f} | "
-                f"{report['initial_agreement_with_reward']:.3f} |"
+                f"| {stage} vs teacher | | {_num(report['agreement_with_teacher'])} | | "
+                f"{_num(report['initial_agreement_with_teacher'])} |"
             )
     return lines
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def penalty_agreement(study: Path, pool: dict[str, Passage]) -> list[str]:
@@ -87,10 +94,10 @@ def penalty_agreement(study: Path, pool: dict[str, Passage]) -> list[str]:
             if held_back(c.query_id, config["validation_fraction"], config["seed"])
         ]
         scorers = {}
-        teacher = next(iteration.glob("reward-*/teacher.jsonl.gz"), None)
+        teacher = next(iteration.glob("teacher-*/teacher.jsonl.gz"), None)
         if teacher:
             by_id = {c.query_id: c.doc_scores for c in read_jsonl(teacher, CandidateList)}
-            scorers["reward model"] = by_id
+            scorers["teacher"] = by_id
         for name, folder in (("initial encoder", config["retriever"]["model"]), ("retriever", None), ("epr", None)):
             if folder is None:
                 folder = next((str(f) for f in iteration.glob(f"{name}-*") if (f / "stage.json").exists()), None)

@@ -18,13 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from llmr.data.directory import DataDir
-from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
 from llmr.manifest import config_hash
 from llmr.pipeline.runner import held_back
-from llmr.pipeline.stages import SCORES_FILE, TEACHER_FILE, reward
+from llmr.pipeline.stages import reward
 from llmr.pipeline.study import StudyConfig
-from llmr.training.agreement import kept_above_penalized
 
 
 def main() -> None:
@@ -44,14 +42,11 @@ def main() -> None:
     def is_train(c: CandidateList) -> bool:
         return not held_back(c.query_id, cfg.validation_fraction, cfg.seed)
 
-    if (out / TEACHER_FILE).exists():
+    if (out / "report.json").exists():
         report = json.loads((out / "report.json").read_text())
     else:
         report = reward(data, scores, cfg, is_train, out)
-    held = [c for c in read_jsonl(scores / SCORES_FILE, CandidateList) if not is_train(c)]
-    teacher = {c.query_id: c.doc_scores for c in read_jsonl(out / TEACHER_FILE, CandidateList)}
-    report["kept_above_penalized"] = kept_above_penalized(held, teacher)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+        (out / "report.json").write_text(json.dumps(report, indent=1))
     pool = len(list(DataDir(data).passages()))
     print(f"reward settings: {json.dumps(asdict(cfg.reward))}")
     print(f"pool {pool:,}; {report['train_queries']} training queries, {report['held_back_queries']} held back")

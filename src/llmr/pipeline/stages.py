@@ -15,7 +15,7 @@ from llmr.data.sources import SPLITS, RowSource, open_source
 from llmr.llm.base import LLM
 from llmr.pipeline.config import DataSection, PipelineConfig
 from llmr.tasks import Task, resolve_tasks
-from llmr.training.agreement import agreement, retriever_similarities
+from llmr.training.agreement import agreement, kept_above_penalized, retriever_similarities
 from llmr.training.retriever import RetrieverConfig, train_retriever
 
 CANDIDATES_FILE = "candidates.jsonl.gz"
@@ -98,6 +98,7 @@ def reward(data_dir: Path, scores_dir: Path, cfg: PipelineConfig, is_train: IsTr
         by_id = {c.query_id: c.doc_scores for c in predicted}
         report["agreement_with_llm"] = agreement(held, by_id)
         report["agreement_with_llm_all"] = agreement(held, by_id, include_penalized=True)
+        report["kept_above_penalized"] = kept_above_penalized(held, by_id)
     return report
 
 
