@@ -195,3 +195,12 @@ def test_killed_run_resumes_to_the_same_output(scored_setup: Path) -> None:
     stats = json.loads((scored_setup / "resumed.manifest.json").read_text())["stats"]
     assert stats["cached"] >= 8 and stats["scored"] == stats["pairs"] - stats["cached"]
     assert list(DataDir(scored_setup).candidates("resumed")) == list(DataDir(scored_setup).candidates("whole"))
+
+
+def test_max_per_task_scores_a_nested_sample_of_each_tasks_queries() -> None:
+    lists = [SST2.model_copy(update={"query_id": f"sst2_train_{i}"}) for i in range(10)] + [COPA]
+    few = make_jobs(lists, POOL, ScoringConfig(max_per_task=2))
+    more = make_jobs(lists, POOL, ScoringConfig(max_per_task=5))
+    assert [j.record.task_name for j in few].count("sst2") == 2 and [j.record.task_name for j in few][-1] == "copa"
+    assert {j.record.query_id for j in few} < {j.record.query_id for j in more}
+    assert len(make_jobs(lists, POOL, ScoringConfig())) == 11

@@ -42,7 +42,10 @@ def score(
     n_candidates: int = typer.Option(
         32, help="M: candidates sampled per query (the paper: 32; 8-16 keeps CPU runs short)."
     ),
-    seed: int = typer.Option(42, help="Seed of the per-query candidate sample."),
+    max_per_task: int = typer.Option(
+        0, help="Score at most N queries per task, a seeded sample nested in larger ones (0 = all)."
+    ),
+    seed: int = typer.Option(42, help="Seed of the per-query candidate sample and of --max-per-task."),
     penalize_other_task: bool = typer.Option(True, help="Score candidates from another task -100 (no LLM call)."),
     penalize_label_mismatch: bool = typer.Option(
         True, help="Classification: score candidates whose label differs from the query's -100 (no LLM call)."
@@ -60,7 +63,14 @@ def score(
     gpus_per_worker: float = GPUS_PER_WORKER,
 ) -> None:
     """Score each query's candidates by mean log p(answer | candidate, query) with a frozen LLM."""
-    config = ScoringConfig(n_candidates, seed, penalize_other_task, penalize_label_mismatch, chunk_pairs)
+    config = ScoringConfig(
+        n_candidates=n_candidates,
+        seed=seed,
+        penalize_other_task=penalize_other_task,
+        penalize_label_mismatch=penalize_label_mismatch,
+        chunk_pairs=chunk_pairs,
+        max_per_task=max_per_task,
+    )
     folder = DataDir(data)
     inputs = {"candidates": file_fingerprint(candidates), "passages": file_fingerprint(folder.path("passages"))}
     passages = {p.id: p for p in folder.passages()}

@@ -71,9 +71,7 @@ def score(
     from llmr.scoring.feedback import make_jobs, score_to_file
 
     passages = {p.id: p for p in DataDir(data_dir).passages()}
-    mined = list(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList))
-    chosen = select_records(mined, None, cfg.scoring.max_per_task, cfg.seed)
-    jobs = make_jobs(chosen, passages, cfg.scoring)  # type: ignore[arg-type]
+    jobs = make_jobs(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList), passages, cfg.scoring)
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
     try:
         return {"llm": llm.fingerprint, **score_to_file(jobs, llm, store, cfg.scoring, path / SCORES_FILE)}

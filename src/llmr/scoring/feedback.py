@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmr.data.build import select_records
 from llmr.data.schema import CandidateList, Passage
 from llmr.distributed.engine import Engine, as_engine
 from llmr.llm.base import LLM, Score
@@ -31,11 +32,13 @@ PENALTY = -100.0
 @dataclass(frozen=True)
 class ScoringConfig:
     n_candidates: int = 32  # M: candidates sampled per query from its candidate list (the paper: 32)
-    max_per_task: int = 0  # queries per task the LLM scores: a seeded sample of the candidate lists (0 = all)
     seed: int = 42
     penalize_other_task: bool = True
     penalize_label_mismatch: bool = True
     chunk_pairs: int = 256  # pairs per committed chunk: the most work a kill can lose
+    # Queries per task the LLM scores: a seeded sample of the candidate lists, nested in any larger
+    # sample of the same seed (so they are among the queries the teacher scores); 0 = all.
+    max_per_task: int = 0
 
 
 @dataclass
@@ -80,7 +83,7 @@ def penalized(cands: CandidateList, doc: Passage, config: ScoringConfig) -> bool
 
 def make_jobs(candidates: Iterable[CandidateList], passages: Mapping[str, Passage], config: ScoringConfig) -> list[Job]:
     jobs = []
-    for cands in candidates:
+    for cands in select_records(list(candidates), None, config.max_per_task, config.seed):
         answer = answer_text(cands)
         doc_ids = sample_doc_ids(cands, config.n_candidates, config.seed)
         pairs: list[tuple[str, str] | None] = []
