@@ -283,3 +283,28 @@ def test_a_killed_evaluation_resumes_without_redoing_committed_chunks(
     outcomes = evaluate(FakeLLM(), bm25, queries, 2, cache, EvalSettings(chunk=2))
     assert calls == [2]  # only the chunk that was lost
     assert [o["query_id"] for o in outcomes] == [q.query_id for q in queries]
+
+
+def test_report_gives_cis_per_task_mode_and_against_dense() -> None:
+    from llmr.evaluation.report import aggregate, markdown
+
+    def outs(task: str, scores: list[float]) -> list[dict]:
+        return [
+            {"task": task, "query_id": f"{task}{i}", "score": s, "prediction": "", "gold": ""}
+            for i, s in enumerate(scores)
+        ]
+
+    runs = {
+        ("random", 4, 0): outs("sst2", [0, 0, 0, 0]) + outs("copa", [0, 1, 0, 1]),
+        ("dense", 4, 0): outs("sst2", [1, 0, 0, 0]) + outs("copa", [0, 1, 0, 1]),
+        ("llmr", 4, 0): outs("sst2", [1, 1, 1, 1]) + outs("copa", [0, 0, 0, 1]),
+    }
+    results = aggregate(runs, n_resamples=100)
+    block = results["by_k"]["4"]
+    assert block["summary"]["llmr"]["mode/cls"] == 100.0 and block["summary"]["llmr"]["mode/mc"] == 25.0
+    assert block["ci_by_mode"]["cls"]["llmr - dense"]["difference"] == pytest.approx(75.0)
+    assert block["ci_by_mode"]["mc"]["llmr - dense"]["difference"] == pytest.approx(-25.0)
+    assert block["ci"]["llmr - dense"]["difference"] == pytest.approx(25.0)
+    assert "random - dense" not in block["ci"]  # only methods after dense are compared with it
+    text = markdown(results)
+    assert "*classification tasks (mean)*" in text and "average over multiple-choice tasks" in text

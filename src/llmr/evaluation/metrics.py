@@ -85,11 +85,15 @@ def task_score(task: Task, outcomes: Sequence[Mapping]) -> float:
 
 
 def summarize(per_task: Mapping[str, float]) -> dict[str, float]:
-    """Category means, the overall mean (over tasks) and the held-out tasks' mean."""
+    """Category means, means per task mode (cls, mc, gen), the overall mean (over tasks) and the
+    held-out tasks' mean."""
     by_category: dict[str, list[float]] = {}
+    by_mode: dict[str, list[float]] = {}
     for name, value in per_task.items():
         by_category.setdefault(TASKS[name].category, []).append(value)
+        by_mode.setdefault(TASKS[name].mode, []).append(value)
     out = {f"category/{c}": float(np.mean(v)) for c, v in by_category.items()}
+    out |= {f"mode/{m}": float(np.mean(v)) for m, v in by_mode.items()}
     out["average"] = float(np.mean(list(per_task.values()))) if per_task else float("nan")
     held = [v for n, v in per_task.items() if TASKS[n].held_out]
     if held:

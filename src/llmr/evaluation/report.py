@@ -15,6 +15,7 @@ from llmr.tasks import CATEGORIES, TASKS
 # (method, k, seed) -> that run's outcomes, one per query, the same queries in the same order for every run
 Runs = Mapping[tuple[str, int, int], Sequence[Mapping[str, Any]]]
 REFERENCES = ("random", "bm25")  # every other method gets a paired CI of its difference to these
+MODES = {"cls": "classification", "mc": "multiple-choice", "gen": "generation"}
 
 
 def _by_task(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -22,6 +23,18 @@ def _by_task(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[st
     for o in outcomes:
         found.setdefault(o["task"], []).append(o)
     return found
+
+
+def _cis(
+    pooled: Mapping[str, Mapping[str, list]], pairs: Sequence[tuple[str, str]], tasks: Sequence[str], n_resamples: int
+) -> dict[str, dict[str, float]]:
+    """Paired-bootstrap CI of each (method - reference) over the average of `tasks`."""
+    return {
+        f"{m} - {ref}": paired_bootstrap(
+            {t: pooled[m][t] for t in tasks}, {t: pooled[ref][t] for t in tasks}, n_resamples=n_resamples
+        )
+        for m, ref in pairs
+    }
 
 
 def aggregate(runs: Runs, n_resamples: int = 1000) -> dict[str, Any]:
@@ -42,22 +55,23 @@ def aggregate(runs: Runs, n_resamples: int = 1000) -> dict[str, Any]:
                     pooled[m].setdefault(task, []).extend(outs)
             per_task[m] = {t: float(np.mean(v)) for t, v in scores.items()}
         pairs = [(m, ref) for ref in REFERENCES if ref in methods for m in methods if m != ref]
-        cis = {f"{m} - {ref}": paired_bootstrap(pooled[m], pooled[ref], n_resamples=n_resamples) for m, ref in pairs}
-        held = [t for t in pooled[methods[0]] if TASKS[t].held_out]  # the paper's unseen tasks, if present
-        held_cis = {
-            f"{m} - {ref}": paired_bootstrap(
-                {t: pooled[m][t] for t in held}, {t: pooled[ref][t] for t in held}, n_resamples=n_resamples
-            )
-            for m, ref in pairs
-            if held
-        }
+        if "dense" in methods:  # the learned retrievers start from the dense encoder: do they beat it?
+            pairs += [(m, "dense") for m in methods[methods.index("dense") + 1 :]]
+
+        tasks = list(pooled[methods[0]])
+        held = [t for t in tasks if TASKS[t].held_out]  # the paper's unseen tasks, if present
+        modes = {m: [t for t in tasks if TASKS[t].mode == m] for m in MODES}
+        modes = {m: ts for m, ts in modes.items() if ts}
         first = runs[methods[0], k, seeds[0]]
         results["by_k"][str(k)] = {
             "queries": {t: len(o) for t, o in _by_task(first).items()},
             "per_task": per_task,
             "summary": {m: summarize(per_task[m]) for m in methods},
-            "ci": cis,
-            "ci_held_out": held_cis,
+            "ci": _cis(pooled, pairs, tasks, n_resamples),
+            "ci_held_out": _cis(pooled, pairs, held, n_resamples) if held else {},
+            "ci_by_mode": {m: _cis(pooled, pairs, ts, n_resamples) for m, ts in modes.items()}
+            if len(modes) > 1
+            else {},
         }
     return results
 
@@ -79,12 +93,18 @@ def markdown(results: Mapping[str, Any]) -> str:
             )
         keys = [key for key in block["summary"][methods[0]] if key.startswith("category/")]
         keys = sorted(keys, key=lambda c: CATEGORIES.index(c.split("/", 1)[1]))
+        keys += [f"mode/{m}" for m in MODES if f"mode/{m}" in block["summary"][methods[0]]]
         keys += [key for key in ("average", "held_out_average") if key in block["summary"][methods[0]]]
         for key in keys:
-            label = key.split("/", 1)[1] + " (mean)" if key.startswith("category/") else f"**{key.replace('_', ' ')}**"
+            kind, _, name = key.partition("/")
+            label = {"category": f"{name} (mean)", "mode": f"*{MODES.get(name, name)} tasks (mean)*"}.get(
+                kind, f"**{key.replace('_', ' ')}**"
+            )
             values = [f"{block['summary'][m][key]:.1f}" for m in methods]
             lines.append(f"| {label} | | | | " + " | ".join(values) + " |")
-        for label, cis in (("all tasks", block["ci"]), ("held-out tasks", block.get("ci_held_out", {}))):
+        subsets = [("all tasks", block["ci"]), ("held-out tasks", block.get("ci_held_out", {}))]
+        subsets += [(f"{MODES[m]} tasks", cis) for m, cis in block.get("ci_by_mode", {}).items()]
+        for label, cis in subsets:
             if not cis:
                 continue
             lines += ["", f"| difference (average over {label}) | estimate | 95% CI (paired bootstrap) |"]
