@@ -67,6 +67,20 @@ def test_data_build_then_inspect(tmp_path: Path) -> None:
     assert "passages" in inspected and "14" in inspected
 
 
+def test_candidates_redone_when_the_sample_seed_changes(tmp_path: Path) -> None:
+    """The per-task sample depends on the seed: another seed is other queries, not "up to date"."""
+    run("data", "build", "--source", "samples", "--tasks", "sst2", "--out", str(tmp_path / "data"))
+    out = tmp_path / "cands.jsonl"
+    mine = ["candidates", "--data", str(tmp_path / "data"), "-o", str(out), "--max-per-task", "2", "--top-n", "3"]
+    ids = {}
+    for seed in ("1", "7", "1"):
+        printed = run(*mine, "--seed", seed)
+        assert "up to date" not in printed
+        ids[seed] = [c.query_id for c in DataDir(tmp_path).candidates("cands")]
+    assert "up to date" in run(*mine, "--seed", "1")
+    assert ids["1"] != ids["7"] and len(ids["1"]) == 2
+
+
 def test_data_inspect_released_fixture() -> None:
     out = run("data", "inspect", str(RELEASED))
     assert "bm25_train" in out and "kd_bm25_train" in out

@@ -46,6 +46,7 @@ def candidates(
         "scope": scope,
         "tasks": tasks,
         "max_per_task": max_per_task,
+        "seed": seed,  # picks the per-task sample
     }
     if not force and is_up_to_date(out, config, inputs):
         console.print(f"{out} is up to date (same config and inputs); --force redoes it")

@@ -1,0 +1,107 @@
+"""What makes distillation over thousands of queries affordable on CPU: the retriever's step time and the
+teacher's scoring rate under each setting, side by side in one run (issue 15).
+
+    python benchmarks/training_speed.py runs/quality/pipeline [--steps 6]
+
+Reads the pipeline's data and its first teacher file (real queries and pool items) and, for each
+setting, trains MiniLM for `--steps` steps of the real retriever training code (`train_retriever`) and
+reports the median seconds per step after the first (warm-up); then times the reward model over 512
+teacher pairs in bf16 and in fp32. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from statistics import median
+
+import torch
+from transformers import TrainerCallback
+
+from llmr.data.directory import DataDir
+from llmr.data.jsonl import read_jsonl
+from llmr.data.schema import CandidateList
+from llmr.training.groups import GroupConfig
+from llmr.training.retriever import RetrieverConfig, train_retriever
+
+
+class StepTimes(TrainerCallback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter())
+
+
+def step_seconds(lists: list[CandidateList], passages: dict, config: RetrieverConfig, steps: int) -> float:
+    timer = StepTimes()
+    with tempfile.TemporaryDirectory() as out:
+        train_retriever(lists[: steps * config.batch_size], passages, out, config, callbacks=[timer], save_steps=10**6)
+    gaps = [b - a for a, b in zip(timer.times, timer.times[1:], strict=False)]
+    return median(gaps)
+
+
+def reward_scores(model_dir: Path, pairs: list[tuple[str, str]], bf16: bool) -> tuple[float, list[float]]:
+    """Pairs per second and the logits, as the teacher stage computes them (its saved max length)."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    model = CrossEncoder(str(model_dir), model_kwargs={"torch_dtype": torch.bfloat16 if bf16 else torch.float32})
+    model.predict(pairs[:64], batch_size=64)  # warm-up
+    started = time.perf_counter()
+    logits = model.predict(pairs, batch_size=64).tolist()
+    return len(pairs) / (time.perf_counter() - started), logits
+
+
+def same_order(a: list[float], b: list[float], group: int) -> float:
+    """Share of candidate pairs within a query that two scorings order the same way."""
+    same = total = 0
+    for start in range(0, len(a), group):
+        x, y = a[start : start + group], b[start : start + group]
+        for i in range(len(x)):
+            for j in range(i + 1, len(x)):
+                same += (x[i] - x[j]) * (y[i] - y[j]) > 0
+                total += 1
+    return same / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pipeline", type=Path, help="a pipeline folder (e.g. runs/quality/pipeline)")
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+    data = next(args.pipeline.glob("data-*"))
+    teacher = next(args.pipeline.glob("iteration-1/teacher-*/teacher.jsonl.gz"))
+    passages = {p.id: p for p in DataDir(data).passages()}
+    lists = list(read_jsonl(teacher, CandidateList))
+    base = RetrieverConfig(epochs=1, batch_size=16, max_length=96, bf16=True)
+    settings = {
+        "max length 96, bf16 (the study)": base,
+        "max length 96, fp32": replace(base, bf16=False),
+        "max length 64, bf16": replace(base, max_length=64),
+        "max length 128, bf16": replace(base, max_length=128),
+        "max length 256, bf16 (the default)": replace(base, max_length=256),
+        "1 hard negative instead of 3, bf16": replace(
+            base, groups=GroupConfig(n_negatives=1, drop_same_label_negatives=True)
+        ),
+        "batch 32, bf16": replace(base, batch_size=32),
+    }
+    print("| retriever setting | s / step | queries / s | epoch of 2,500 queries |")
+    print("|---|---:|---:|---:|")
+    for name, config in settings.items():
+        s = step_seconds(lists, passages, config, args.steps)
+        rate = config.batch_size / s
+        print(f"| {name} | {s:.2f} | {rate:.1f} | {2500 / rate / 60:.1f} min |", flush=True)
+    reward = next(args.pipeline.glob("iteration-1/reward-*"))
+    pairs = [(c.query, passages[d].contents) for c in lists[:64] for d in c.doc_ids[:8]]
+    (bf16_rate, bf16), (fp32_rate, fp32) = (reward_scores(reward, pairs, b) for b in (True, False))
+    print(f"\n| reward model (teacher scoring of {len(pairs)} pairs, batch 64) | pairs / s |")
+    print("|---|---:|")
+    print(f"| fp32 (the teacher stage) | {fp32_rate:.0f} |")
+    print(f"| bf16 | {bf16_rate:.0f} (orders {100 * same_order(bf16, fp32, 8):.1f}% of candidate pairs as fp32) |")
+
+
+if __name__ == "__main__":
+    main()
