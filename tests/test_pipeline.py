@@ -43,6 +43,17 @@ def test_config_reads_yaml_and_applies_overrides(tmp_path: Path) -> None:
     assert cfg.retriever.learning_rate == 1e-5 and cfg.reward.learning_rate == 2e-5  # untouched default
 
 
+def test_a_partial_nested_section_keeps_its_parents_defaults(tmp_path: Path) -> None:
+    """The retriever's groups default to 3 negatives (GroupConfig's own default is 7): setting one key of
+    them must not reset the others to the class defaults."""
+    path = tmp_path / "run.yaml"
+    path.write_text("retriever:\n  groups:\n    seed: 7\n")
+    cfg = PipelineConfig.load(path, ["retriever.groups.drop_same_label_negatives=false"])
+    groups = cfg.retriever.groups
+    assert (groups.seed, groups.drop_same_label_negatives, groups.n_negatives) == (7, False, 3)
+    assert cfg.reward.groups.n_negatives == 7
+
+
 @pytest.mark.parametrize(
     ("text", "overrides", "message"),
     [

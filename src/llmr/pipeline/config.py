@@ -98,9 +98,19 @@ def load_config(cls: type[C], path: Path | str | None, overrides: list[str] | No
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: the top level must be a mapping of sections")
     try:
-        return cls.model_validate(apply_overrides(raw, overrides or []))
+        # Over the defaults, so a partial nested section (retriever.groups) keeps its parent's defaults
+        # rather than its own class's (the retriever's 3 negatives, not GroupConfig's 7).
+        return cls.model_validate(_deep_merge(cls().model_dump(), apply_overrides(raw, overrides or [])))
     except ValidationError as exc:
         raise ValueError(f"{where}: {exc}") from None
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _deep_merge(merged[key], value) if both else value
+    return merged
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
