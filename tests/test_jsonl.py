@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from llmr.data.jsonl import DataFileError, read_jsonl, write_json, write_jsonl
+from llmr.base.files import write_json
+from llmr.data.jsonl import DataFileError, read_jsonl, write_jsonl
 from llmr.data.schema import CandidateList, Passage, Record
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from llmr.base.encoders import resolve_encoder
 from llmr.data.schema import CandidateList, Passage
 from llmr.training.retriever import RetrieverConfig, retriever_dataset, train_retriever
-from llmr.training.reward import resolve_encoder
 
 WORDS = [
     "wonderful",

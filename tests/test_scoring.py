@@ -15,10 +15,10 @@ import pytest
 
 from fakes import FakeLLM
 from llmr.data.directory import DataDir
-from llmr.data.schema import CandidateList, Passage
+from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.prompt import build_prompt
 from llmr.scoring.cache import ScoreCache, pair_key
-from llmr.scoring.feedback import PENALTY, ScoringConfig, collect, make_jobs, plan, run_scoring, sample_doc_ids
+from llmr.scoring.feedback import ScoringConfig, collect, make_jobs, plan, run_scoring, sample_doc_ids
 
 POOL = {
     p.id: p

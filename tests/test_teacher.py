@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmr.data.schema import CandidateList, Passage
+from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.scoring.cache import ScoreCache
-from llmr.scoring.feedback import PENALTY
 from llmr.training.teacher import teacher_scores
 
 POOL = {
@@ -37,7 +36,7 @@ def reward_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sentence_transformers.cross_encoder import CrossEncoder
     from transformers import set_seed
 
-    from llmr.training.reward import resolve_encoder
+    from llmr.base.encoders import resolve_encoder
 
     set_seed(0)
     path = tmp_path_factory.mktemp("reward")

@@ -1,7 +1,6 @@
 """Reward-model training groups: positives from the top, negatives from the bottom, rotation per epoch."""
 
-from llmr.data.schema import CandidateList
-from llmr.scoring.feedback import PENALTY
+from llmr.data.schema import PENALTY, CandidateList
 from llmr.training.groups import GroupConfig, group_for_epoch, training_groups, usable
 
 

@@ -25,8 +25,7 @@ from statistics import mean
 
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
-from llmr.data.schema import CandidateList, Passage
-from llmr.scoring.feedback import PENALTY
+from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.tasks import TASKS
 
 

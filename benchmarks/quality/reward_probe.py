@@ -17,9 +17,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from llmr.base.manifest import config_hash
 from llmr.data.directory import DataDir
 from llmr.data.schema import CandidateList
-from llmr.manifest import config_hash
 from llmr.pipeline.runner import held_back
 from llmr.pipeline.stages import reward
 from llmr.pipeline.study import StudyConfig

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from llmr.base.files import file_fingerprint
+from llmr.base.manifest import config_hash
 from llmr.data.schema import Passage
-from llmr.manifest import config_hash, file_fingerprint
 
 
 def pool_fingerprint(passages: Sequence[Passage]) -> str:
@@ -37,7 +38,7 @@ class Encoder:
     def __init__(self, model: str, batch_size: int = 128) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from llmr.training.reward import resolve_encoder
+        from llmr.base.encoders import resolve_encoder
 
         path = resolve_encoder(model)
         self.model = SentenceTransformer(path)

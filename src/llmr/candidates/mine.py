@@ -14,8 +14,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from llmr.data.schema import CandidateList, Passage, Record
-from llmr.tasks import TASKS
+from llmr.data.schema import CandidateList, Passage, Record, pool_contents
 
 Scope = Literal["task", "unified"]
 
@@ -26,13 +25,6 @@ class Retriever(Protocol):
     def search(
         self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def own_contents(record: Record) -> str:
-    """The pool item this record would be (query + "\\n" + answer text)."""
-    task = TASKS.get(record.task_name)
-    answer = task.answer_text(record.model_dump()) if task else record.answers[0]
-    return f"{record.query}\n{answer}"
 
 
 def mine_candidates(
@@ -68,7 +60,7 @@ def mine_candidates(
             docs, scores = retriever.search([batch[j].query for j in members], k, allowed)
             for row, j in enumerate(members):
                 rec = batch[j]
-                own = set(by_contents.get(own_contents(rec), []))
+                own = set(by_contents.get(pool_contents(rec), []))
                 if rec.query_id in index_of_id:
                     own.add(index_of_id[rec.query_id])
                 hits = [(int(d), float(s)) for d, s in zip(docs[row], scores[row], strict=True) if int(d) not in own]
@@ -104,8 +96,8 @@ def mine_to_file(
     records: Sequence[Record], passages: Sequence[Passage], retriever: Retriever, out: Path, **options: Any
 ) -> int:
     """`mine_candidates` with a progress bar, written atomically to `out`; returns the number of lists."""
+    from llmr.base.progress import progress_bar
     from llmr.data.jsonl import write_jsonl
-    from llmr.progress import progress_bar
 
     with progress_bar("queries") as bar:
         task = bar.add_task("mining", total=len(records))

@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmr.base.files import file_fingerprint
+from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
 from llmr.candidates import load_retriever, mine_to_file
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
-from llmr.manifest import file_fingerprint, is_up_to_date, manifest_path, write_manifest
 
 console = Console()
 

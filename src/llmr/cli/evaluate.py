@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmr.base.files import file_fingerprint
+from llmr.base.manifest import write_manifest
 from llmr.cli.llm import (
     ADDRESS,
     CPUS_PER_WORKER,
@@ -22,7 +24,6 @@ from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
 from llmr.llm import DEFAULT_LLM
-from llmr.manifest import file_fingerprint, write_manifest
 
 console = Console()
 

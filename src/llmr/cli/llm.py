@@ -8,10 +8,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmr.base.progress import progress_bar
 from llmr.data.jsonl import DataFileError, read_jsonl, write_jsonl
 from llmr.distributed.engine import Engine, LocalEngine
 from llmr.llm import BACKENDS, DEFAULT_LLM, load_llm
-from llmr.progress import progress_bar
 
 app = typer.Typer(help="Score continuations with a causal LM.", no_args_is_help=True)
 console = Console()

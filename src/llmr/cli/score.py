@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmr.base.files import file_fingerprint
+from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
 from llmr.cli.llm import (
     ADDRESS,
     CPUS_PER_WORKER,
@@ -24,7 +26,6 @@ from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
 from llmr.llm import DEFAULT_LLM, load_llm
 from llmr.llm.models import cache_dir
-from llmr.manifest import file_fingerprint, is_up_to_date, manifest_path, write_manifest
 from llmr.scoring.cache import ScoreCache
 from llmr.scoring.feedback import ScoringConfig, make_jobs, plan, score_to_file
 

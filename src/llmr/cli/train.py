@@ -11,15 +11,17 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmr.base.encoders import DEFAULT_ENCODER
+from llmr.base.files import file_fingerprint
+from llmr.base.manifest import manifest_path, write_manifest
+from llmr.base.progress import progress_bar
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl, write_jsonl
 from llmr.data.schema import CandidateList
 from llmr.distributed.ddp import is_main_process
-from llmr.manifest import file_fingerprint, manifest_path, write_manifest
-from llmr.progress import progress_bar
 from llmr.training.groups import GroupConfig
 from llmr.training.retriever import RetrieverConfig, train_retriever
-from llmr.training.reward import DEFAULT_ENCODER, RewardConfig, train_reward_model
+from llmr.training.reward import RewardConfig, train_reward_model
 from llmr.training.teacher import TEACHERS, teacher_scores
 
 app = typer.Typer(help="Train the reward model and the retriever from LLM feedback.", no_args_is_help=True)

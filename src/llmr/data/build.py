@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from llmr.base.manifest import write_manifest
 from llmr.data.jsonl import DataFileError, write_jsonl
-from llmr.data.schema import Passage, Record
+from llmr.data.schema import Passage, Record, pool_contents
 from llmr.data.sources import SPLITS, RowSource
-from llmr.manifest import write_manifest
 from llmr.tasks import RowError, Task, resolve_tasks
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,7 @@ def select_records(records: Sequence[Record], tasks: str | None, max_per_task: i
 
 
 def pool_item(task: Task, record: Record) -> Passage:
-    return Passage(
-        id=record.query_id, contents=f"{record.query}\n{task.answer_text(record.model_dump())}", task_name=task.name
-    )
+    return Passage(id=record.query_id, contents=pool_contents(record, task), task_name=task.name)
 
 
 def build(source: RowSource, tasks: Sequence[Task], out_dir: Path | str, config: BuildConfig) -> dict[str, Any]:

@@ -6,12 +6,13 @@ import gzip
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
+
+from llmr.base.files import temp_beside
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,17 +23,6 @@ class DataFileError(ValueError):
     def __init__(self, path: Path | str, line: int, field: str, message: str) -> None:
         self.path, self.line, self.field = str(path), line, field
         super().__init__(f"{path}:{line}: field {field!r}: {message}")
-
-
-def _temp_beside(path: Path) -> Path:
-    """A temp file in the target's folder (so the final rename is atomic), with normal permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-    return Path(tmp)
 
 
 def _open_text(path: Path, mode: str) -> IO[str]:
@@ -74,7 +64,7 @@ def read_jsonl(path: Path | str, model: type[M] | None = None) -> Iterator[dict[
 def write_jsonl(path: Path | str, rows: Iterable[BaseModel | dict[str, Any]]) -> int:
     """Write rows atomically (temp file in the same folder, then rename). Returns the row count."""
     path = Path(path)
-    tmp_path = _temp_beside(path)
+    tmp_path = temp_beside(path)
     count = 0
     try:
         with open(tmp_path, "wb") as raw:
@@ -90,17 +80,3 @@ def write_jsonl(path: Path | str, rows: Iterable[BaseModel | dict[str, Any]]) ->
         tmp_path.unlink(missing_ok=True)
         raise
     return count
-
-
-def write_json(path: Path | str, obj: Any) -> None:
-    """Atomically write one JSON document (manifests, reports)."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

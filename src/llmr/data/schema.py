@@ -4,11 +4,16 @@
 - Passage: one item of the example pool.  id, contents (= query + "\\n" + answer text), task_name
 - CandidateList: a record plus ranked pool items for it: doc_ids, doc_scores
 Unknown extra fields are kept, so files from other tools pass through unchanged.
+A candidate the LLM is never asked about (another task's; for classification, another label's) scores PENALTY.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from llmr.tasks import TASKS, Task
+
+PENALTY = -100.0
 
 
 class _Row(BaseModel):
@@ -61,3 +66,24 @@ class CandidateList(Record):
         if len(self.doc_ids) != len(self.doc_scores):
             raise ValueError(f"doc_ids has {len(self.doc_ids)} items but doc_scores has {len(self.doc_scores)}")
         return self
+
+
+def answer_text(record: Record, task: Task | None = None) -> str:
+    """The text that follows the query in a pool item: the answer (multiple choice: the correct option's
+    text). `task`: the record's task when it is not a registered one."""
+    task = task or TASKS.get(record.task_name)
+    return task.answer_text(record.model_dump()) if task else record.answers[0]
+
+
+def pool_contents(record: Record, task: Task | None = None) -> str:
+    """The contents of the pool item a record becomes."""
+    return f"{record.query}\n{answer_text(record, task)}"
+
+
+def same_label(record: Record, item: Passage) -> bool | None:
+    """For a classification record and a pool item of its task: whether the item shows the record's label
+    (its contents end with the label word). None when the question does not apply."""
+    task = TASKS.get(record.task_name)
+    if item.task_name != record.task_name or task is None or task.mode != "cls":
+        return None
+    return item.contents.rpartition("\n")[2] == record.answers[0]

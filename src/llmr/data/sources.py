@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmr.base.files import file_fingerprint
 from llmr.data.jsonl import read_jsonl
-from llmr.manifest import file_fingerprint
 from llmr.tasks import Task
 
 SPLITS = ("train", "test")

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmr.base.manifest import config_hash
 from llmr.data.schema import Passage, Record
 from llmr.distributed.engine import Engine, as_engine
 from llmr.evaluation.inference import predict
 from llmr.evaluation.metrics import example_scores
 from llmr.evaluation.selectors import Example, Selector
 from llmr.llm.base import LLM
-from llmr.manifest import config_hash
 from llmr.prompt import build_prompt, examples_within_budget
 from llmr.tasks import TASKS
 
@@ -166,8 +166,8 @@ def evaluate_methods(
     """
     from rich.console import Console
 
+    from llmr.base.progress import progress_bar
     from llmr.evaluation.selectors import make_selector
-    from llmr.progress import progress_bar
 
     names = [spec.split(":", 1)[0] for spec in specs]
     if len(set(names)) < len(names):

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from llmr.data.jsonl import write_json, write_jsonl
+from llmr.base.files import write_json
+from llmr.data.jsonl import write_jsonl
 from llmr.evaluation.metrics import paired_bootstrap, summarize, task_score
 from llmr.tasks import CATEGORIES, TASKS
 

@@ -23,10 +23,10 @@ from typing import Protocol
 
 import numpy as np
 
+from llmr.base.manifest import config_hash
 from llmr.candidates.dense import pool_fingerprint
 from llmr.candidates.mine import Retriever, load_retriever, mine_candidates
 from llmr.data.schema import Passage, Record
-from llmr.manifest import config_hash
 
 TOP_N = 40  # the paper retrieves 40 from the unified pool before keeping k
 

@@ -15,25 +15,11 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from llmr.base.encoders import default_dtype
 from llmr.llm.base import LLM, Score, bos_prefix, cut_at_stop
 from llmr.llm.models import DEFAULT_LLM, resolve_hf_model
 
 log = logging.getLogger(__name__)
-
-
-def default_dtype(device: str) -> torch.dtype:
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else torch.float32
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        return False
 
 
 def _parse_dtype(dtype: str, device: str) -> torch.dtype:

@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from llmr.base.manifest import config_hash, write_manifest
 from llmr.data.schema import CandidateList
 from llmr.llm.base import LLM
-from llmr.manifest import config_hash, write_manifest
 from llmr.pipeline.config import PipelineConfig
 
 STAGE_VERSION = 2  # bump when a stage's code changes what it writes

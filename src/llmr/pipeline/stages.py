@@ -111,8 +111,8 @@ def teacher(
     """The teacher scores the first `distill.top_n` candidates of every mined query (train and held back)."""
     import time
 
+    from llmr.base.progress import progress_bar
     from llmr.llm.models import cache_dir
-    from llmr.progress import progress_bar
     from llmr.scoring.cache import ScoreCache
     from llmr.training.teacher import teacher_scores
 

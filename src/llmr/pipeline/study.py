@@ -18,13 +18,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from llmr.base.files import write_json
+from llmr.base.manifest import write_manifest
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
-from llmr.data.jsonl import write_json
 from llmr.data.schema import Record
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
 from llmr.llm.base import LLM
-from llmr.manifest import write_manifest
 from llmr.pipeline.config import PipelineConfig, Section, load_config
 from llmr.pipeline.runner import Pipeline, StageResult
 from llmr.tasks import TASKS

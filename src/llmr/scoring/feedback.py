@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from llmr.data.build import select_records
-from llmr.data.schema import CandidateList, Passage
+from llmr.data.schema import PENALTY, CandidateList, Passage, answer_text, same_label
 from llmr.distributed.engine import Engine, as_engine
 from llmr.llm.base import LLM, Score
 from llmr.prompt import build_prompt
 from llmr.scoring.cache import ScoreCache, pair_key
-from llmr.tasks import TASKS
-
-PENALTY = -100.0
 
 
 @dataclass(frozen=True)
@@ -57,20 +54,6 @@ def sample_doc_ids(cands: CandidateList, m: int, seed: int) -> list[str]:
         return list(cands.doc_ids)
     chosen = sorted(random.Random(f"{seed}:{cands.query_id}").sample(range(n), m))
     return [cands.doc_ids[i] for i in chosen]
-
-
-def answer_text(record: CandidateList) -> str:
-    task = TASKS.get(record.task_name)
-    return task.answer_text(record.model_dump()) if task else record.answers[0]
-
-
-def same_label(cands: CandidateList, doc: Passage) -> bool | None:
-    """For a classification query and a pool item of its task: whether the item shows the query's label
-    (its contents end with the label word). None when the question does not apply."""
-    task = TASKS.get(cands.task_name)
-    if doc.task_name != cands.task_name or task is None or task.mode != "cls":
-        return None
-    return doc.contents.rpartition("\n")[2] == cands.answers[0]
 
 
 def penalized(cands: CandidateList, doc: Passage, config: ScoringConfig) -> bool:
@@ -205,8 +188,8 @@ def score_to_file(
     jobs: Sequence[Job], llm: LLM | Engine, cache: ScoreCache, config: ScoringConfig, out: Path | str
 ) -> dict[str, int]:
     """Score with a progress bar (pairs/s, tokens/s, ETA), then write the scored lists atomically to `out`."""
+    from llmr.base.progress import progress_bar
     from llmr.data.jsonl import write_jsonl
-    from llmr.progress import progress_bar
 
     engine = as_engine(llm)
     with progress_bar("pairs", extra_rate="tokens") as bar:

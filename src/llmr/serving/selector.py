@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from llmr.base.manifest import config_hash
 from llmr.candidates.dense import Encoder, pool_fingerprint
 from llmr.data.schema import Passage
 from llmr.evaluation.selectors import TOP_N, Example
-from llmr.manifest import config_hash
 from llmr.prompt import build_prompt, examples_within_budget
 
 IndexKind = Literal["flat", "hnsw"]

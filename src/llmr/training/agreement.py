@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from llmr.data.schema import CandidateList, Passage
-from llmr.scoring.feedback import PENALTY
+from llmr.data.schema import PENALTY, CandidateList, Passage
 
 
 def pairwise_agreement(

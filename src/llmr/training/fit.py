@@ -36,8 +36,8 @@ def fit(
     """
     import torch
 
+    from llmr.base.encoders import default_dtype
     from llmr.distributed.ddp import barrier, is_main_process, world_size
-    from llmr.llm.hf import default_dtype
 
     if len(dataset) == 0:
         raise ValueError("no usable training query: every query lacks a positive above -100 or is held out")

@@ -13,8 +13,7 @@ import random
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from llmr.data.schema import CandidateList, Passage
-from llmr.scoring.feedback import PENALTY, same_label
+from llmr.data.schema import PENALTY, CandidateList, Passage, same_label
 from llmr.tasks import TASKS
 
 

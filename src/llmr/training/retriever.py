@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from llmr.base.encoders import DEFAULT_ENCODER, resolve_encoder
 from llmr.data.schema import CandidateList, Passage
 from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
-from llmr.training.reward import DEFAULT_ENCODER, resolve_encoder
 
 Teacher = Literal["reward", "llm"]
 

