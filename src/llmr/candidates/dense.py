@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmr.base.encoders import resolve_encoder
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import config_hash
 from llmr.data.schema import Passage
@@ -37,8 +38,6 @@ class Encoder:
 
     def __init__(self, model: str, batch_size: int = 128) -> None:
         from sentence_transformers import SentenceTransformer
-
-        from llmr.base.encoders import resolve_encoder
 
         path = resolve_encoder(model)
         self.model = SentenceTransformer(path)

@@ -14,6 +14,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from llmr.base.progress import progress_bar
+from llmr.candidates.bm25 import BM25Retriever
+from llmr.candidates.dense import DenseRetriever
+from llmr.data.jsonl import write_jsonl
 from llmr.data.schema import CandidateList, Passage, Record, pool_contents
 
 Scope = Literal["task", "unified"]
@@ -84,8 +88,6 @@ def load_retriever(
 ) -> Retriever:
     """'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id.
     A dense index is saved in (and reloaded from) `index_dir`, keyed by the encoder and the pool."""
-    from llmr.candidates.bm25 import BM25Retriever
-    from llmr.candidates.dense import DenseRetriever
 
     if name == "bm25":
         return BM25Retriever(passages, n_threads=n_threads)
@@ -96,8 +98,6 @@ def mine_to_file(
     records: Sequence[Record], passages: Sequence[Passage], retriever: Retriever, out: Path, **options: Any
 ) -> int:
     """`mine_candidates` with a progress bar, written atomically to `out`; returns the number of lists."""
-    from llmr.base.progress import progress_bar
-    from llmr.data.jsonl import write_jsonl
 
     with progress_bar("queries") as bar:
         task = bar.add_task("mining", total=len(records))

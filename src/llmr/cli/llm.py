@@ -10,7 +10,7 @@ from rich.console import Console
 
 from llmr.base.progress import progress_bar
 from llmr.data.jsonl import DataFileError, read_jsonl, write_jsonl
-from llmr.distributed.engine import Engine, LocalEngine
+from llmr.distributed.engine import Engine, LocalEngine, RayEngine
 from llmr.llm import BACKENDS, DEFAULT_LLM, load_llm
 
 app = typer.Typer(help="Score continuations with a causal LM.", no_args_is_help=True)
@@ -82,8 +82,6 @@ def make_engine(
     if engine == "local":
         return LocalEngine(load_llm(model, backend, **options))
     if engine == "ray":
-        from llmr.distributed.engine import RayEngine
-
         factory = partial(load_llm, model, backend, **options)
         return RayEngine(factory, workers, cpus_per_worker, gpus_per_worker, address)
     raise typer.BadParameter("expected 'local' or 'ray'", param_hint="--engine")

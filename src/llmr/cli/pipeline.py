@@ -9,6 +9,7 @@ import yaml
 from rich.console import Console
 
 from llmr.pipeline import Pipeline, PipelineConfig
+from llmr.pipeline.study import Study, StudyConfig
 
 console = Console()
 
@@ -46,7 +47,6 @@ def study(
 ) -> None:
     """The whole benchmark: the LLM-R pipeline, then every selector evaluated, then study.md.
     Resumes where it stopped; finished stages and cached outcomes are not redone."""
-    from llmr.pipeline.study import Study, StudyConfig
 
     if until not in ("pipeline", "eval"):
         raise typer.BadParameter("expected 'pipeline' or 'eval'", param_hint="--until")

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmr.serving import Selector
+
 console = Console(stderr=True)
 
 
@@ -27,10 +29,9 @@ def serve(
     try:
         import uvicorn
 
-        from llmr.serving.service import Limits, create_app
+        from llmr.serving.service import Limits, create_app  # FastAPI: the optional [serve] extra
     except ImportError as exc:
         raise typer.BadParameter(f"{exc}: install the serve extra, pip install 'llmr[serve]'") from None
-    from llmr.serving import Selector
 
     if index not in ("flat", "hnsw"):
         raise typer.BadParameter("expected flat or hnsw", param_hint="--index")

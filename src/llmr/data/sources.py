@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from llmr.base.files import file_fingerprint
 from llmr.data.jsonl import read_jsonl
-from llmr.tasks import Task
+from llmr.tasks import TASKS, Task
 
 SPLITS = ("train", "test")
 
@@ -76,7 +76,6 @@ class HubSource:
     """Rows from `datasets.load_dataset(task.hf_dataset, task.hf_config, split=...)`."""
 
     def available(self) -> set[str]:
-        from llmr.tasks import TASKS
 
         return set(TASKS)
 

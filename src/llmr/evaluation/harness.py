@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from llmr.base.manifest import config_hash
+from llmr.base.progress import progress_bar
 from llmr.data.schema import Passage, Record
 from llmr.distributed.engine import Engine, as_engine
 from llmr.evaluation.inference import predict
 from llmr.evaluation.metrics import example_scores
-from llmr.evaluation.selectors import Example, Selector
+from llmr.evaluation.selectors import Example, Selector, make_selector
 from llmr.llm.base import LLM
 from llmr.prompt import build_prompt, examples_within_budget
 from llmr.tasks import TASKS
@@ -165,9 +166,6 @@ def evaluate_methods(
     took in this call (near zero when its outcomes were cached).
     """
     from rich.console import Console
-
-    from llmr.base.progress import progress_bar
-    from llmr.evaluation.selectors import make_selector
 
     names = [spec.split(":", 1)[0] for spec in specs]
     if len(set(names)) < len(names):

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from llmr.base.manifest import config_hash
-from llmr.candidates.dense import pool_fingerprint
+from llmr.candidates.dense import DenseRetriever, pool_fingerprint
 from llmr.candidates.mine import Retriever, load_retriever, mine_candidates
 from llmr.data.schema import Passage, Record
 
@@ -93,7 +93,6 @@ class KMeansSelector:
         seed: int = 0,
         index_dir: Path | str | None = None,
     ) -> None:
-        from llmr.candidates.dense import DenseRetriever
 
         self.passages = list(passages)
         self.rows: dict[str, list[int]] = defaultdict(list)
@@ -171,8 +170,6 @@ def make_selector(
         fingerprint = config_hash({**retriever.config, "pool": pool_fingerprint(passages)})
         return RetrieverSelector("bm25", retriever, passages, fingerprint)
     if name == "dense" or model:
-        from llmr.candidates.dense import DenseRetriever
-
         dense = DenseRetriever(model or "all-minilm-l6-v2", passages, index_dir=index_dir)
         return RetrieverSelector(name, dense, passages, dense.fingerprint)
     raise ValueError(f"unknown method {spec!r}: use {', '.join(BUILTIN)}, dense:<encoder> or <name>:<retriever folder>")

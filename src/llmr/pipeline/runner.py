@@ -30,7 +30,9 @@ from rich.console import Console
 
 from llmr.base.manifest import config_hash, write_manifest
 from llmr.data.schema import CandidateList
+from llmr.llm import load_llm
 from llmr.llm.base import LLM
+from llmr.pipeline import stages
 from llmr.pipeline.config import PipelineConfig
 
 STAGE_VERSION = 2  # bump when a stage's code changes what it writes
@@ -114,8 +116,6 @@ class Pipeline:
     @property
     def llm(self) -> LLM:
         if self._llm is None:
-            from llmr.llm import load_llm
-
             self._llm = load_llm(self.config.llm.model, self.config.llm.backend, **self.config.llm.options())
         return self._llm
 
@@ -123,7 +123,6 @@ class Pipeline:
 
     def run(self, until: Literal["data"] | None = None) -> list[StageResult]:
         """Run every stage (or only the data stage: `until="data"`); finished stages are skipped."""
-        from llmr.pipeline import stages
 
         cfg = self.config
         started = time.perf_counter()

@@ -7,16 +7,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmr.base.progress import progress_bar
+from llmr.candidates import load_retriever, mine_to_file
 from llmr.data.build import BuildConfig, build, select_records
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl, write_jsonl
 from llmr.data.schema import CandidateList
 from llmr.data.sources import SPLITS, RowSource, open_source
 from llmr.llm.base import LLM
+from llmr.llm.models import cache_dir
 from llmr.pipeline.config import DataSection, PipelineConfig
+from llmr.scoring.cache import ScoreCache
+from llmr.scoring.feedback import make_jobs, score_to_file
 from llmr.tasks import Task, resolve_tasks
 from llmr.training.agreement import agreement, kept_above_penalized, retriever_similarities
 from llmr.training.retriever import RetrieverConfig, train_retriever
+from llmr.training.reward import train_reward_model
+from llmr.training.teacher import teacher_scores
 
 CANDIDATES_FILE = "candidates.jsonl.gz"
 SCORES_FILE = "scores.jsonl.gz"
@@ -50,7 +57,6 @@ def mine(
     data_dir: Path, retriever: str, cfg: PipelineConfig, path: Path, index_dir: Path | None = None
 ) -> dict[str, Any]:
     """Candidates for (a per-task sample of) the training queries, from BM25 or the last retriever."""
-    from llmr.candidates import load_retriever, mine_to_file
 
     data = DataDir(data_dir)
     passages = list(data.passages())
@@ -66,9 +72,6 @@ def score(
     data_dir: Path, candidates_dir: Path, llm: LLM, cache: Path | str | None, cfg: PipelineConfig, path: Path
 ) -> dict[str, Any]:
     """The LLM scores `scoring.max_per_task` of each task's mined queries (nested in the mined sample)."""
-    from llmr.llm.models import cache_dir
-    from llmr.scoring.cache import ScoreCache
-    from llmr.scoring.feedback import make_jobs, score_to_file
 
     passages = {p.id: p for p in DataDir(data_dir).passages()}
     jobs = make_jobs(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList), passages, cfg.scoring)
@@ -82,8 +85,6 @@ def score(
 def reward(data_dir: Path, scores_dir: Path, cfg: PipelineConfig, is_train: IsTrain, path: Path) -> dict[str, Any]:
     """Train the reward model on the LLM-scored training queries; report how often it orders held-back
     queries' candidates as the LLM does (over non-penalized candidates, and over all of them)."""
-    from llmr.training.reward import train_reward_model
-    from llmr.training.teacher import teacher_scores
 
     passages = {p.id: p for p in DataDir(data_dir).passages()}
     scored = list(read_jsonl(scores_dir / SCORES_FILE, CandidateList))
@@ -110,11 +111,6 @@ def teacher(
 ) -> dict[str, Any]:
     """The teacher scores the first `distill.top_n` candidates of every mined query (train and held back)."""
     import time
-
-    from llmr.base.progress import progress_bar
-    from llmr.llm.models import cache_dir
-    from llmr.scoring.cache import ScoreCache
-    from llmr.training.teacher import teacher_scores
 
     passages = {p.id: p for p in DataDir(data_dir).passages()}
     mined = list(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList))

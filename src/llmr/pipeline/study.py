@@ -24,6 +24,7 @@ from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.data.schema import Record
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
+from llmr.llm import load_llm
 from llmr.llm.base import LLM
 from llmr.pipeline.config import PipelineConfig, Section, load_config
 from llmr.pipeline.runner import Pipeline, StageResult
@@ -113,8 +114,6 @@ class Study:
         if name is None or name == self.config.pipeline.llm.model:
             return self.pipeline.llm
         if self._eval_llm is None:
-            from llmr.llm import load_llm
-
             llm = self.config.pipeline.llm
             self._eval_llm = load_llm(name, llm.backend, **llm.options())
         return self._eval_llm

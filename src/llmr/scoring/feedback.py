@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmr.base.progress import progress_bar
 from llmr.data.build import select_records
+from llmr.data.jsonl import write_jsonl
 from llmr.data.schema import PENALTY, CandidateList, Passage, answer_text, same_label
 from llmr.distributed.engine import Engine, as_engine
 from llmr.llm.base import LLM, Score
@@ -188,8 +190,6 @@ def score_to_file(
     jobs: Sequence[Job], llm: LLM | Engine, cache: ScoreCache, config: ScoringConfig, out: Path | str
 ) -> dict[str, int]:
     """Score with a progress bar (pairs/s, tokens/s, ETA), then write the scored lists atomically to `out`."""
-    from llmr.base.progress import progress_bar
-    from llmr.data.jsonl import write_jsonl
 
     engine = as_engine(llm)
     with progress_bar("pairs", extra_rate="tokens") as bar:

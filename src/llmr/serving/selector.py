@@ -23,6 +23,8 @@ import numpy as np
 
 from llmr.base.manifest import config_hash
 from llmr.candidates.dense import Encoder, pool_fingerprint
+from llmr.data.directory import DataDir
+from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import Passage
 from llmr.evaluation.selectors import TOP_N, Example
 from llmr.prompt import build_prompt, examples_within_budget
@@ -51,9 +53,6 @@ def as_passage(item: Passage | Mapping[str, Any], default_id: str) -> Passage:
 def read_pool(pool: PoolSource) -> list[Passage]:
     """A passages file (`.jsonl[.gz]`), a data folder holding one, or the items themselves."""
     if isinstance(pool, str | Path):
-        from llmr.data.directory import DataDir
-        from llmr.data.jsonl import read_jsonl
-
         path = Path(pool)
         if path.is_dir():
             return list(DataDir(path).passages())

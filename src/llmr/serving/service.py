@@ -27,6 +27,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmr.prompt import build_prompt
 from llmr.serving.selector import Selector
 
 
@@ -212,7 +213,6 @@ def create_app(selector: Selector, limits: Limits = Limits()) -> FastAPI:
 
     @app.post("/v1/prompt", response_model=PromptResponse)
     async def prompt(request: SelectRequest) -> PromptResponse:
-        from llmr.prompt import build_prompt
 
         chosen = await choose(request)
         texts = [[e.passage.contents for e in examples][::-1] for examples in chosen]

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from llmr.candidates.dense import Encoder
 from llmr.data.schema import PENALTY, CandidateList, Passage
 
 
@@ -56,7 +57,6 @@ def retriever_similarities(
     model: str, candidates: Sequence[CandidateList], passages: Mapping[str, Passage]
 ) -> dict[str, list[float]]:
     """Cosine similarity of each query (alone, as at test time) to each of its candidates, per query id."""
-    from llmr.candidates.dense import Encoder
 
     encoder = Encoder(model)
     docs = sorted({d for c in candidates for d in c.doc_ids})

@@ -8,6 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from llmr.base.encoders import default_dtype
+from llmr.distributed.ddp import barrier, is_main_process, world_size
+
 SAVE_STEPS = 50  # a kill loses at most this many steps
 
 
@@ -35,9 +38,6 @@ def fit(
     dataset: under DDP sentence-transformers drops a last partial batch). Process 0 writes the files.
     """
     import torch
-
-    from llmr.base.encoders import default_dtype
-    from llmr.distributed.ddp import barrier, is_main_process, world_size
 
     if len(dataset) == 0:
         raise ValueError("no usable training query: every query lacks a positive above -100 or is held out")

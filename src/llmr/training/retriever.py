@@ -72,7 +72,7 @@ def train_retriever(
     )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from llmr.training.losses import DistillationLoss
+    from llmr.training.losses import DistillationLoss  # imports sentence-transformers (~10 s)
 
     dataset = retriever_dataset(candidates, passages, config)
     model = SentenceTransformer(resolve_encoder(config.model))
