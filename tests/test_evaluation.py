@@ -308,3 +308,16 @@ def test_report_gives_cis_per_task_mode_and_against_dense() -> None:
     assert "random - dense" not in block["ci"]  # only methods after dense are compared with it
     text = markdown(results)
     assert "*classification tasks (mean)*" in text and "average over multiple-choice tasks" in text
+
+
+def test_every_task_has_one_metric_class() -> None:
+    """One class per metric decides the per-example score, the task number, and how the bootstrap and
+    report treat it (graded ROUGE-L is neither right nor wrong; multirc's F1 is a corpus metric)."""
+    from llmr.evaluation.metrics import metric_for
+    from llmr.tasks import TASKS
+
+    metrics = {name: metric_for(task) for name, task in TASKS.items()}
+    assert {m.name for m in metrics.values()} == {t.metric for t in TASKS.values()}
+    assert metrics["common_gen"].graded and not metrics["sst2"].graded
+    assert [n for n, m in metrics.items() if m.corpus] == ["multirc"]
+    assert metrics["squad_v1"].example("The Eiffel tower", ["eiffel tower"]) == {"score": 1.0, "em": 1.0, "f1": 1.0}

@@ -4,6 +4,7 @@
 - em_f1: SQuAD-normalised exact match (the headline number) and token F1, max over references;
 - rouge_l: ROUGE-L F-measure (`rouge-score`, stemmed), max over references;
 - f1 (multirc): binary F1 of the positive label over all of a task's examples (a corpus metric).
+One class per metric (`metric_for(task)`); evaluation, reports and the bootstrap all go through it.
 """
 
 from __future__ import annotations
@@ -57,16 +58,6 @@ def rouge_l(prediction: str, references: Sequence[str]) -> float:
     return max(_rouge().score(r, prediction)["rougeL"].fmeasure for r in references)
 
 
-def example_scores(task: Task, prediction: str, references: Sequence[str]) -> dict[str, float]:
-    """Every per-example number the task reports; "score" is the one its table shows."""
-    if task.metric == "em_f1":
-        em = exact_match(prediction, references)
-        return {"score": em, "em": em, "f1": token_f1(prediction, references)}
-    if task.metric == "rouge_l":
-        return {"score": rouge_l(prediction, references)}
-    return {"score": float(prediction.strip() == references[0])}  # accuracy, and f1's per-example correctness
-
-
 def binary_f1(predictions: Sequence[str], golds: Sequence[str], positive: str) -> float:
     tp = sum(p == positive and g == positive for p, g in zip(predictions, golds, strict=True))
     fp = sum(p == positive and g != positive for p, g in zip(predictions, golds, strict=True))
@@ -74,14 +65,69 @@ def binary_f1(predictions: Sequence[str], golds: Sequence[str], positive: str) -
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def task_score(task: Task, outcomes: Sequence[Mapping]) -> float:
-    """A task's number in [0, 100] from its examples' outcomes (each has prediction, gold, score)."""
-    if not outcomes:
-        return float("nan")
+class Metric:
+    """One task metric: each example's scores, and the task's number in [0, 100] from its outcomes
+    (each has prediction, gold, score)."""
+
+    name: str
+    graded = False  # per-example scores between 0 and 1 (else each example is right or wrong)
+    corpus = False  # the task's number is not the mean of per-example scores (bootstrap recomputes it)
+
+    def example(self, prediction: str, references: Sequence[str]) -> dict[str, float]:
+        """Every per-example number; "score" is the one the task's mean is taken over."""
+        return {"score": float(prediction.strip() == references[0])}
+
+    def task(self, outcomes: Sequence[Mapping]) -> float:
+        return 100 * float(np.mean([o["score"] for o in outcomes])) if outcomes else float("nan")
+
+
+class Accuracy(Metric):
+    name = "accuracy"
+
+
+class ExactMatchF1(Metric):
+    name = "em_f1"
+
+    def example(self, prediction: str, references: Sequence[str]) -> dict[str, float]:
+        em = exact_match(prediction, references)
+        return {"score": em, "em": em, "f1": token_f1(prediction, references)}
+
+
+class RougeL(Metric):
+    name = "rouge_l"
+    graded = True
+
+    def example(self, prediction: str, references: Sequence[str]) -> dict[str, float]:
+        return {"score": rouge_l(prediction, references)}
+
+
+class BinaryF1(Metric):
+    """F1 of the positive label over all of a task's examples; per example: correct or not."""
+
+    name = "f1"
+    corpus = True
+
+    def __init__(self, positive: str) -> None:
+        self.positive = positive
+
+    def task(self, outcomes: Sequence[Mapping]) -> float:
+        if not outcomes:
+            return float("nan")
+        return 100 * binary_f1([o["prediction"] for o in outcomes], [o["gold"] for o in outcomes], self.positive)
+
+
+def metric_for(task: Task) -> Metric:
     if task.metric == "f1":
-        positive = task.label_words[-1]  # multirc: "Yes", the response is correct
-        return 100 * binary_f1([o["prediction"] for o in outcomes], [o["gold"] for o in outcomes], positive)
-    return 100 * float(np.mean([o["score"] for o in outcomes]))
+        return BinaryF1(positive=task.label_words[-1])  # multirc: "Yes", the response is correct
+    return {"accuracy": Accuracy, "em_f1": ExactMatchF1, "rouge_l": RougeL}[task.metric]()
+
+
+def example_scores(task: Task, prediction: str, references: Sequence[str]) -> dict[str, float]:
+    return metric_for(task).example(prediction, references)
+
+
+def task_score(task: Task, outcomes: Sequence[Mapping]) -> float:
+    return metric_for(task).task(outcomes)
 
 
 def summarize(per_task: Mapping[str, float]) -> dict[str, float]:
@@ -119,10 +165,10 @@ def paired_bootstrap(
             raise ValueError(f"task {n}: the two methods were scored on different queries")
 
     def resampled(name: str, idx: np.ndarray) -> float:
-        task = TASKS[name]
-        if task.metric != "f1":  # a mean of per-example scores: index arrays directly
+        metric = metric_for(TASKS[name])
+        if not metric.corpus:  # a mean of per-example scores: index arrays directly
             return 100 * float(scores_a[name][idx].mean() - scores_b[name][idx].mean())
-        return task_score(task, [a[name][j] for j in idx]) - task_score(task, [b[name][j] for j in idx])
+        return metric.task([a[name][j] for j in idx]) - metric.task([b[name][j] for j in idx])
 
     scores_a = {n: np.array([o["score"] for o in a[n]], dtype=float) for n in names}
     scores_b = {n: np.array([o["score"] for o in b[n]], dtype=float) for n in names}

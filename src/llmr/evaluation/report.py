@@ -10,7 +10,7 @@ import numpy as np
 
 from llmr.base.files import write_json
 from llmr.data.jsonl import write_jsonl
-from llmr.evaluation.metrics import paired_bootstrap, summarize, task_score
+from llmr.evaluation.metrics import metric_for, paired_bootstrap, summarize, task_score
 from llmr.tasks import CATEGORIES, TASKS
 
 # (method, k, seed) -> that run's outcomes, one per query, the same queries in the same order for every run
@@ -187,4 +187,4 @@ def write_report(runs: Runs, out_dir: Path, n_resamples: int = 1000) -> dict[str
 
 def _correct(outcome: Mapping[str, Any]) -> bool | None:
     """Right or wrong for label, option and exact-match tasks; None where the score is graded (ROUGE-L)."""
-    return None if TASKS[outcome["task"]].metric == "rouge_l" else outcome["score"] == 1.0
+    return None if metric_for(TASKS[outcome["task"]]).graded else outcome["score"] == 1.0
