@@ -16,7 +16,10 @@ from rich.table import Table
 from llmr.candidates import BM25Retriever, mine_candidates
 from llmr.data.build import BuildConfig, build
 from llmr.data.directory import DataDir
+from llmr.data.schema import answer_text
 from llmr.data.sources import open_source
+from llmr.evaluation.inference import predict
+from llmr.evaluation.metrics import example_scores
 from llmr.llm import DEFAULT_LLM, load_llm
 from llmr.prompt import build_prompt
 from llmr.tasks import get_task, resolve_tasks
@@ -55,7 +58,7 @@ def demo(
     by_id = {p.id: p for p in task_pool}
     pool = [by_id[d] for d in mined.doc_ids]
     spec = get_task(task)
-    answer = spec.answer_text(query.model_dump())
+    answer = answer_text(query)
 
     with console.status(f"loading {model}"):
         llm = load_llm(model)
@@ -76,13 +79,8 @@ def demo(
 
     best = ranked[0][0]
     prompt = build_prompt([best.contents], query.query)
-    if spec.mode == "gen":
-        prediction = llm.generate([prompt])[0].strip()
-    else:
-        choices = list(spec.label_words) if spec.mode == "cls" else query.options
-        option_scores = llm.rank_options(prompt, choices)
-        prediction = choices[max(range(len(choices)), key=option_scores.__getitem__)]
-    verdict = "[green]correct[/]" if prediction == answer else "[red]wrong[/]"
+    prediction = predict(llm, spec, [query], [prompt])[0]  # as `llmr eval` predicts
+    verdict = "[green]correct[/]" if example_scores(spec, prediction, query.answers)["score"] == 1 else "[red]wrong[/]"
     console.print(
         f"\n[bold]one-shot prompt with the best example[/]:\n{prompt}[bold]prediction[/]: {prediction} ({verdict})"
     )

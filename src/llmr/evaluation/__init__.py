@@ -5,13 +5,13 @@ selectors (which examples) -> prompt (order, token budget) -> inference (per tas
 
 from llmr.evaluation.harness import EvalSettings, OutcomeCache, evaluate, evaluate_methods
 from llmr.evaluation.report import write_report
-from llmr.evaluation.selectors import Example, Selector, make_selector, select
+from llmr.evaluation.selectors import Example, SelectionMethod, make_selector, select
 
 __all__ = [
     "EvalSettings",
     "Example",
     "OutcomeCache",
-    "Selector",
+    "SelectionMethod",
     "evaluate",
     "evaluate_methods",
     "make_selector",

@@ -22,7 +22,7 @@ from llmr.data.schema import Passage, Record
 from llmr.distributed.engine import Engine, as_engine
 from llmr.evaluation.inference import predict
 from llmr.evaluation.metrics import example_scores
-from llmr.evaluation.selectors import Example, Selector, make_selector
+from llmr.evaluation.selectors import Example, SelectionMethod, make_selector
 from llmr.llm.base import LLM
 from llmr.prompt import build_prompt, examples_within_budget
 from llmr.tasks import TASKS
@@ -66,7 +66,7 @@ class OutcomeCache:
         self._db.close()
 
 
-def outcome_key(llm_fingerprint: str, selector: Selector, k: int, settings: EvalSettings, record: Record) -> str:
+def outcome_key(llm_fingerprint: str, selector: SelectionMethod, k: int, settings: EvalSettings, record: Record) -> str:
     return config_hash(
         {
             "version": EVAL_VERSION,
@@ -108,7 +108,7 @@ def answer(llm: LLM, batch: tuple[Sequence[Record], Sequence[Sequence[Example]],
 
 def evaluate(
     llm: LLM | Engine,
-    selector: Selector,
+    selector: SelectionMethod,
     records: Sequence[Record],
     k: int,
     cache: OutcomeCache,

@@ -37,14 +37,17 @@ class Example:
     score: float
 
 
-class Selector(Protocol):
+class SelectionMethod(Protocol):
+    """How one evaluated method (zero, random, bm25, a retriever, ...) picks examples; `llmr.Selector` is
+    the served retriever."""
+
     name: str
     fingerprint: str
 
     def select_many(self, queries: Sequence[Record], k: int) -> list[list[Example]]: ...
 
 
-def select(selector: Selector, query: Record, k: int) -> list[Example]:
+def select(selector: SelectionMethod, query: Record, k: int) -> list[Example]:
     return selector.select_many([query], k)[0]
 
 
@@ -155,7 +158,7 @@ BUILTIN = ("zero", "random", "kmeans", "bm25", "dense")
 
 def make_selector(
     spec: str, passages: Sequence[Passage], seed: int = 0, index_dir: Path | str | None = None
-) -> Selector:
+) -> SelectionMethod:
     """A selector from a method spec: zero, random, kmeans, bm25, dense (the embedded MiniLM),
     dense:<encoder>, or <name>:<retriever folder or encoder> (e.g. llmr:runs/pipeline/retriever)."""
     name, _, model = spec.partition(":")
