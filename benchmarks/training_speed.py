@@ -21,10 +21,10 @@ from statistics import median
 import torch
 from transformers import TrainerCallback
 
+from llmr.base.encoders import default_dtype
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
-from llmr.llm.hf import default_dtype
 from llmr.training.groups import GroupConfig
 from llmr.training.retriever import RetrieverConfig, train_retriever
 
