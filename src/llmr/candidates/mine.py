@@ -88,7 +88,6 @@ def load_retriever(
 ) -> Retriever:
     """'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id.
     A dense index is saved in (and reloaded from) `index_dir`, keyed by the encoder and the pool."""
-
     if name == "bm25":
         return BM25Retriever(passages, n_threads=n_threads)
     return DenseRetriever(name, passages, index_dir=index_dir)
@@ -98,7 +97,6 @@ def mine_to_file(
     records: Sequence[Record], passages: Sequence[Passage], retriever: Retriever, out: Path, **options: Any
 ) -> int:
     """`mine_candidates` with a progress bar, written atomically to `out`; returns the number of lists."""
-
     with progress_bar("queries") as bar:
         task = bar.add_task("mining", total=len(records))
         return write_jsonl(

@@ -47,7 +47,6 @@ def study(
 ) -> None:
     """The whole benchmark: the LLM-R pipeline, then every selector evaluated, then study.md.
     Resumes where it stopped; finished stages and cached outcomes are not redone."""
-
     if until not in ("pipeline", "eval"):
         raise typer.BadParameter("expected 'pipeline' or 'eval'", param_hint="--until")
     try:

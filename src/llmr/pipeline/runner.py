@@ -123,7 +123,6 @@ class Pipeline:
 
     def run(self, until: Literal["data"] | None = None) -> list[StageResult]:
         """Run every stage (or only the data stage: `until="data"`); finished stages are skipped."""
-
         cfg = self.config
         started = time.perf_counter()
         self.results = []

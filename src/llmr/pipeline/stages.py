@@ -57,7 +57,6 @@ def mine(
     data_dir: Path, retriever: str, cfg: PipelineConfig, path: Path, index_dir: Path | None = None
 ) -> dict[str, Any]:
     """Candidates for (a per-task sample of) the training queries, from BM25 or the last retriever."""
-
     data = DataDir(data_dir)
     passages = list(data.passages())
     records = select_records(list(data.records("train")), None, cfg.candidates.max_per_task, cfg.seed)
@@ -72,7 +71,6 @@ def score(
     data_dir: Path, candidates_dir: Path, llm: LLM, cache: Path | str | None, cfg: PipelineConfig, path: Path
 ) -> dict[str, Any]:
     """The LLM scores `scoring.max_per_task` of each task's mined queries (nested in the mined sample)."""
-
     passages = {p.id: p for p in DataDir(data_dir).passages()}
     jobs = make_jobs(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList), passages, cfg.scoring)
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
@@ -85,7 +83,6 @@ def score(
 def reward(data_dir: Path, scores_dir: Path, cfg: PipelineConfig, is_train: IsTrain, path: Path) -> dict[str, Any]:
     """Train the reward model on the LLM-scored training queries; report how often it orders held-back
     queries' candidates as the LLM does (over non-penalized candidates, and over all of them)."""
-
     passages = {p.id: p for p in DataDir(data_dir).passages()}
     scored = list(read_jsonl(scores_dir / SCORES_FILE, CandidateList))
     train = [c for c in scored if is_train(c)]

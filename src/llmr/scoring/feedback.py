@@ -190,7 +190,6 @@ def score_to_file(
     jobs: Sequence[Job], llm: LLM | Engine, cache: ScoreCache, config: ScoringConfig, out: Path | str
 ) -> dict[str, int]:
     """Score with a progress bar (pairs/s, tokens/s, ETA), then write the scored lists atomically to `out`."""
-
     engine = as_engine(llm)
     with progress_bar("pairs", extra_rate="tokens") as bar:
         task = bar.add_task("scoring", total=len(unique_pairs(jobs)), tokens=0)

@@ -57,7 +57,6 @@ def retriever_similarities(
     model: str, candidates: Sequence[CandidateList], passages: Mapping[str, Passage]
 ) -> dict[str, list[float]]:
     """Cosine similarity of each query (alone, as at test time) to each of its candidates, per query id."""
-
     encoder = Encoder(model)
     docs = sorted({d for c in candidates for d in c.doc_ids})
     doc_vecs = dict(zip(docs, encoder.encode([passages[d].contents for d in docs]), strict=True))
