@@ -234,6 +234,7 @@ def test_harness_caches_outcomes_and_a_new_method_runs_only_itself(tmp_path: Pat
     assert len(llm.calls) == calls + 2  # a new k is new work
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_eval_cli_writes_table_plots_and_explanations_with_the_real_model(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -26,6 +26,7 @@ class Steps(TrainerCallback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -48,6 +49,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4  # the same model as an uninterrupted run
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_checkpoints_of_another_config_are_not_resumed(tmp_path: Path) -> None:
     cands, pool = _data()
     out = tmp_path / "reward"

@@ -123,6 +123,7 @@ def test_score_mean() -> None:
     assert Score(-6.0, 3).mean == -2.0
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_smollm2_scores_without_bos() -> None:
     llm = load_llm("smollm2-135m", dtype="fp32")
     assert llm._prefix == []  # SmolLM2 is trained without BOS
@@ -137,6 +138,7 @@ def test_unknown_backend_is_a_clear_error() -> None:
         load_llm("gemma-3-270m", backend="nope")
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_shared_prefix_option_scores_equal_pairwise_scores(gemma_fp32: LLM) -> None:
     """score_options runs each context once (a copied KV cache per option): the same numbers as score(),
     also past Gemma's 512-token sliding window and with options of different lengths."""

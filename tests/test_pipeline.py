@@ -90,6 +90,7 @@ def test_held_back_split_is_stable_and_near_the_fraction() -> None:
 # -- stage keys ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_rerun_does_no_work_and_a_retriever_setting_redoes_only_the_retriever(tmp_path: Path) -> None:
     out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
     llm = FakeLLM()
@@ -121,6 +122,7 @@ def test_rerun_does_no_work_and_a_retriever_setting_redoes_only_the_retriever(tm
     assert (out / "retriever").resolve() == changed[-1].path.resolve()
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_second_iteration_mines_with_the_first_retriever_and_reuses_iteration_one(tmp_path: Path) -> None:
     out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
     one = Pipeline(tiny(), out, llm=FakeLLM(), cache=cache).run()
@@ -146,6 +148,7 @@ def test_changed_data_setting_redoes_everything(tmp_path: Path) -> None:
     assert all(ran(again).values())
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_a_killed_stage_reruns_in_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmr.pipeline import stages
 
@@ -168,6 +171,7 @@ def test_a_killed_stage_reruns_in_its_folder(tmp_path: Path, monkeypatch: pytest
 # -- the real models --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_real_pipeline_trains_a_loadable_retriever_from_gemma_feedback(tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
     from typer.testing import CliRunner
@@ -229,6 +233,7 @@ def test_epr_baseline_trains_from_llm_scores_and_reports_agreement(tmp_path: Pat
 # -- two scales, the teacher, the union recipe -------------------------------------------------------
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_llm_scores_a_few_queries_and_the_teacher_every_mined_one(tmp_path: Path) -> None:
     from llmr.data.jsonl import read_jsonl
     from llmr.data.schema import CandidateList
@@ -258,6 +263,7 @@ def test_llm_scores_a_few_queries_and_the_teacher_every_mined_one(tmp_path: Path
     assert trained == sum(not held_back(c.query_id, 0.25, 42) for c in taught)
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_iteration_two_trains_on_the_union_of_teachers_unless_told_otherwise(tmp_path: Path) -> None:
     out, cache = tmp_path / "run", tmp_path / "s.sqlite"
     two = {r.name: r for r in Pipeline(tiny(iterations=2), out, llm=FakeLLM(), cache=cache).run()}

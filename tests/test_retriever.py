@@ -78,6 +78,7 @@ def test_dataset_has_groups_of_four_with_teacher_labels() -> None:
     assert "label" not in epr.column_names
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 @pytest.mark.parametrize("teacher", ["reward", "llm"])
 def test_trained_retriever_learns_the_teachers_preference(tmp_path: Path, teacher: str) -> None:
     cands, pool = _data()

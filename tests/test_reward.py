@@ -44,6 +44,7 @@ def test_dataset_rotates_groups_and_uses_answer_in_query() -> None:
     assert ds[0]["docs"] != ds[6]["docs"]  # the same query's group in epoch 2 differs
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_training_raises_preferred_candidates(tmp_path: Path) -> None:
     from sentence_transformers.cross_encoder import CrossEncoder
 
@@ -68,6 +69,7 @@ def test_no_usable_query_is_a_clear_error(tmp_path: Path) -> None:
         train_reward_model(held_out, pool, tmp_path, RewardConfig())
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_cli_trains_and_writes_teacher_scores(tmp_path: Path) -> None:
     import json
 

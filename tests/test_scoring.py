@@ -145,6 +145,7 @@ def scored_setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_score_with_the_real_model(scored_setup: Path) -> None:
     out = scored_setup / "scores.jsonl.gz"
     args = ["score", "--data", str(scored_setup / "data"), "-c", str(scored_setup / "cands.jsonl.gz"), "-o", str(out)]
