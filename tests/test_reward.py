@@ -92,3 +92,22 @@ def test_cli_trains_and_writes_teacher_scores(tmp_path: Path) -> None:
     assert sum(t.doc_scores[0] > t.doc_scores[-1] for t in teacher) >= 5
     manifest = json.loads((tmp_path / "reward" / "manifest.json").read_text())
     assert manifest["stage"] == "train.reward" and manifest["config"]["epochs"] == 4
+
+
+def test_long_pairs_keep_their_ends(tmp_path: Path) -> None:
+    """The answer and the label close both texts of a pair: over max_length the start is cut, not them
+    (and so in the saved model the teacher stage loads)."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from llmr.training.reward import RewardConfig, reward_model
+
+    long = " ".join(["filler"] * 200)
+    for side, kept in (("left", True), ("right", False)):
+        model = reward_model(RewardConfig(max_length=64, truncation_side=side))
+        ids = model.preprocess([(f"{long} question\npositive", f"{long} example\nnegative")])["input_ids"][0]
+        text = model.tokenizer.decode(ids)
+        assert len(ids) == 64 and ("positive" in text and "negative" in text) == kept
+    model.save_pretrained(str(tmp_path))
+    assert CrossEncoder(str(tmp_path)).tokenizer.truncation_side == "right"
+    reward_model(RewardConfig()).save_pretrained(str(tmp_path))
+    assert CrossEncoder(str(tmp_path)).tokenizer.truncation_side == "left"

@@ -39,6 +39,7 @@ def reward(
     learning_rate: float = typer.Option(2e-5, help="Peak learning rate."),
     n_negatives: int = typer.Option(7, help="Negatives per group, from the LLM's bottom 16."),
     max_length: int = typer.Option(256, help="Token cap on each (query + answer, candidate) pair."),
+    truncation_side: str = typer.Option("left", help="Over the cap, cut 'left' (keeps the answers) or 'right'."),
     bf16: bool = typer.Option(None, help="bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it."),
     seed: int = typer.Option(42, help="Seed for groups and training."),
     score_all: Path = typer.Option(
@@ -55,12 +56,15 @@ def reward(
     """Train a cross-encoder on (query + answer, candidate) with a listwise loss over the LLM's preferences."""
     if teacher not in TEACHERS:
         raise typer.BadParameter(f"use one of {', '.join(TEACHERS)}", param_hint="--teacher")
+    if truncation_side not in ("left", "right"):
+        raise typer.BadParameter("use 'left' or 'right'", param_hint="--truncation-side")
     config = RewardConfig(
         model=model,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
         max_length=max_length,
+        truncation_side=truncation_side,  # type: ignore[arg-type]
         bf16=bf16,
         seed=seed,
         groups=GroupConfig(n_negatives=n_negatives, seed=seed),
@@ -81,6 +85,7 @@ def reward(
             "learning_rate": learning_rate,
             "n_negatives": n_negatives,
             "max_length": max_length,
+            "truncation_side": truncation_side,
             "bf16": bf16,
             "seed": seed,
         },
