@@ -67,9 +67,9 @@ def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int])
     encode_ms = []
     for q in queries:  # one at a time, as requests arrive
         t = time.perf_counter()
-        selector.encoder.encode([q])
+        selector.encoder.encode_queries([q])
         encode_ms.append(1000 * (time.perf_counter() - t))
-    qvec = selector.encoder.encode(queries)
+    qvec = selector.encoder.encode_queries(queries)
     rows = []
     rng = np.random.default_rng(0)
     for size in sizes:

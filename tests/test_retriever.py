@@ -63,7 +63,8 @@ def _wins(model_path: str, pool: dict[str, Passage]) -> int:
     model = SentenceTransformer(model_path)
     wins = 0
     for w in HELD_BACK:
-        q, g, s = model.encode([f"Review: {w} movie", pool["g0"].contents, pool[f"sim_{w}"].contents])
+        q = model.encode_query(f"Review: {w} movie")
+        g, s = model.encode_document([pool["g0"].contents, pool[f"sim_{w}"].contents])
         wins += float(q @ g) > float(q @ s)
     return wins
 
@@ -88,6 +89,55 @@ def test_trained_retriever_learns_the_teachers_preference(tmp_path: Path, teache
     assert (out / "model.safetensors").exists() and (out / "modules.json").exists()
     after = _wins(str(out), pool)
     assert after > before, (before, after)
+
+
+def test_query_side_training_learns_and_routes(tmp_path: Path) -> None:
+    """Only the query encoder trains; the pool keeps MiniLM's embeddings, and the saved Router says so."""
+    from sentence_transformers import SentenceTransformer
+
+    cands, pool = _data()
+    before = _wins(resolve_encoder("all-minilm-l6-v2"), pool)
+    config = RetrieverConfig(train_side="query", epochs=6, batch_size=4, learning_rate=1e-4, bf16=False)
+    out = train_retriever(cands, pool, tmp_path / "retriever", config)
+    assert _wins(str(out), pool) > before
+    model, base = SentenceTransformer(str(out)), SentenceTransformer(resolve_encoder("all-minilm-l6-v2"))
+    doc = pool["g0"].contents
+    assert abs(model.encode_document(doc) - base.encode(doc)).max() < 1e-5  # documents: the base encoder
+    assert abs(model.encode_query(doc) - base.encode(doc)).max() > 1e-3  # queries: the trained one
+    assert not (out / "checkpoints").exists()
+
+
+def test_query_side_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """A run killed after a checkpoint picks up at its step and ends where an unbroken run ends."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    cands, pool = _data()
+    config = RetrieverConfig(train_side="query", epochs=2, batch_size=2, learning_rate=1e-4, bf16=False)
+    whole = train_retriever(cands, pool, tmp_path / "whole", config)
+
+    from llmr.training import query_side
+
+    calls = {"n": 0}
+    real = torch.optim.AdamW.step
+
+    def dying_step(self, *args, **kwargs):  # the kill: after 5 of 8 steps (a checkpoint was written at 4)
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = dying_step
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            query_side.train_query_side(cands, pool, tmp_path / "resumed", config, save_steps=4)
+    finally:
+        torch.optim.AdamW.step = real
+    assert (tmp_path / "resumed" / "checkpoints" / "state.pt").exists()
+    resumed = query_side.train_query_side(cands, pool, tmp_path / "resumed", config, save_steps=4)
+    q = "Review: charming movie"
+    a, b = SentenceTransformer(str(whole)).encode_query(q), SentenceTransformer(str(resumed)).encode_query(q)
+    assert abs(a - b).max() < 1e-4
 
 
 def test_cli_trains_a_loadable_retriever(tmp_path: Path) -> None:

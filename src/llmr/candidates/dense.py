@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,13 +29,20 @@ def pool_fingerprint(passages: Sequence[Passage]) -> str:
 
 
 def encoder_fingerprint(model: str, path: str) -> str:
-    """The weights' hash for a local folder, else the name (a hub id, pinned by the hub's revision)."""
-    weights = Path(path) / "model.safetensors"
-    return file_fingerprint(weights) if weights.is_file() else model
+    """The weights' hash for a local folder (every safetensors file: a query/document Router has two),
+    else the name (a hub id, pinned by the hub's revision)."""
+    weights = sorted(Path(path).glob("**/*.safetensors")) if Path(path).is_dir() else []
+    if not weights:
+        return model
+    if len(weights) == 1:
+        return file_fingerprint(weights[0])
+    return config_hash({str(w.relative_to(path)): file_fingerprint(w) for w in weights})
 
 
 class Encoder:
-    """A sentence-transformers encoder giving L2-normalised float32 vectors."""
+    """A sentence-transformers encoder giving L2-normalised float32 vectors. Queries and pool items go
+    through `encode_query` / `encode_document`: the same for a plain model; for a query/document Router
+    (a retriever trained on the query side only) each side has its own modules."""
 
     def __init__(self, model: str, batch_size: int = 128) -> None:
         from sentence_transformers import SentenceTransformer
@@ -44,14 +52,21 @@ class Encoder:
         self.batch_size = batch_size
         self.fingerprint = encoder_fingerprint(model, path)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self.model.encode(
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(self.model.encode_query, texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(self.model.encode_document, texts)
+
+    def _encode(self, method: Any, texts: Sequence[str]) -> np.ndarray:
+        vectors = method(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
-        ).astype(np.float32)
+        )
+        return vectors.astype(np.float32)
 
 
 class DenseRetriever:
@@ -63,7 +78,6 @@ class DenseRetriever:
         import faiss
 
         self.encoder = Encoder(model, batch_size)
-        self.encode = self.encoder.encode
         self.size = len(passages)
         self.fingerprint = config_hash({"encoder": self.encoder.fingerprint, "pool": pool_fingerprint(passages)})
         self.config = {"retriever": self.name, "model": model, "index": self.fingerprint}
@@ -71,7 +85,7 @@ class DenseRetriever:
         if saved is not None and saved.is_file():
             self.index = faiss.read_index(str(saved))
         else:
-            vectors = self.encode([p.contents for p in passages])
+            vectors = self.encoder.encode_documents([p.contents for p in passages])
             self.index = faiss.IndexFlatIP(vectors.shape[1])
             self.index.add(vectors)
             if saved is not None:
@@ -89,5 +103,5 @@ class DenseRetriever:
         params = None
         if allowed is not None:
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64)))
-        scores, docs = self.index.search(self.encode(queries), k, params=params)
+        scores, docs = self.index.search(self.encoder.encode_queries(queries), k, params=params)
         return docs, scores

@@ -128,7 +128,11 @@ def retriever(
     learning_rate: float = typer.Option(3e-5, help="Peak learning rate."),
     temperature: float = typer.Option(0.01, help="τ: similarities are cosine / τ."),
     contrastive_weight: float = typer.Option(0.2, help="Weight of the in-batch InfoNCE term (teacher reward)."),
-    max_length: int = typer.Option(256, help="Token cap on queries and pool items."),
+    max_length: int = typer.Option(256, help="Token cap on queries (and pool items when both sides train)."),
+    train_side: str = typer.Option(
+        "both", help="'both': one encoder trained on both sides (the paper); 'query': pool embeddings fixed."
+    ),
+    document_max_length: int = typer.Option(256, help="With --train-side query: token cap on pool items."),
     n_negatives: int = typer.Option(3, help="Hard negatives per query, from the teacher's bottom 16."),
     same_label_negatives: bool = typer.Option(
         False, help="Keep negatives of a classification query's own task and label (the authors drop them)."
@@ -139,6 +143,8 @@ def retriever(
     """Train the bi-encoder retriever; the result loads with SentenceTransformer(path)."""
     if teacher not in ("reward", "llm"):
         raise typer.BadParameter("use 'reward' or 'llm'", param_hint="--teacher")
+    if train_side not in ("both", "query"):
+        raise typer.BadParameter("use 'both' or 'query'", param_hint="--train-side")
     config = RetrieverConfig(
         model=model,
         teacher=teacher,
@@ -148,6 +154,8 @@ def retriever(
         temperature=temperature,
         contrastive_weight=contrastive_weight,
         max_length=max_length,
+        train_side=train_side,  # type: ignore[arg-type]
+        document_max_length=document_max_length,
         bf16=bf16,
         seed=seed,
         groups=GroupConfig(n_negatives=n_negatives, seed=seed, drop_same_label_negatives=not same_label_negatives),

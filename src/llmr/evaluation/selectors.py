@@ -131,7 +131,7 @@ class KMeansSelector:
                 out.append([])
                 continue
             doc_vecs = np.stack([self.dense.index.reconstruct(i) for i in chosen])
-            sims = self.dense.encode([q.query])[0] @ doc_vecs.T
+            sims = self.dense.encoder.encode_queries([q.query])[0] @ doc_vecs.T
             out.append([Example(self.passages[chosen[i]], float(sims[i])) for i in np.argsort(-sims)])
         return out
 

@@ -122,7 +122,7 @@ class Selector:
         self._by_task: dict[str, list[int]] = defaultdict(list)
         self._task_filters: dict[str, Any] = {}
         self._lock = threading.RLock()  # search and add may come from several threads (the HTTP service)
-        dim = encoder.encode(["dimension"]).shape[1]  # the method's name differs across sentence-transformers versions
+        dim = encoder.encode_documents(["dimension"]).shape[1]
         self.index = make_index(index, dim)
         self.count_tokens = count_tokens or self._encoder_tokens
         self._fingerprint: str | None = None
@@ -164,7 +164,7 @@ class Selector:
                 raise ValueError(f"example id {clash!r} is already in the pool")
             if not items:
                 return 0
-            vectors = self.encoder.encode([p.contents for p in items])
+            vectors = self.encoder.encode_documents([p.contents for p in items])
             self.index.add(vectors)
             for offset, p in enumerate(items):
                 self._by_task[p.task_name].append(start + offset)
@@ -238,7 +238,7 @@ class Selector:
             return []
         top_n = max(TOP_N, 4 * k) if (diversity or balance_labels) else k
         with self._lock:
-            vectors = self.encoder.encode(queries)
+            vectors = self.encoder.encode_queries(queries)
             found: list[tuple[np.ndarray, np.ndarray]] = [None] * len(queries)  # type: ignore[list-item]
             for t, rows in _group(per_query).items():
                 scores, docs = self._search(vectors[rows], top_n, t)

@@ -59,8 +59,8 @@ def retriever_similarities(
     """Cosine similarity of each query (alone, as at test time) to each of its candidates, per query id."""
     encoder = Encoder(model)
     docs = sorted({d for c in candidates for d in c.doc_ids})
-    doc_vecs = dict(zip(docs, encoder.encode([passages[d].contents for d in docs]), strict=True))
-    query_vecs = encoder.encode([c.query for c in candidates])
+    doc_vecs = dict(zip(docs, encoder.encode_documents([passages[d].contents for d in docs]), strict=True))
+    query_vecs = encoder.encode_queries([c.query for c in candidates])
     return {
         c.query_id: [float(q @ doc_vecs[d]) for d in c.doc_ids] for c, q in zip(candidates, query_vecs, strict=True)
     }

@@ -6,6 +6,7 @@ time there is no answer); pool items are embedded as they are (query + answer).
   + 0.2 × in-batch InfoNCE (DistillationLoss);
 - teacher "llm" (the EPR baseline): InfoNCE only, positive = an LLM top candidate, hard negatives
   from the LLM's bottom (MultipleNegativesRankingLoss).
+`train_side="query"` keeps the pool's base embeddings and trains the query side only (query_side.py).
 The result is a plain sentence-transformers folder (safetensors): `SentenceTransformer(path)` loads it.
 """
 
@@ -20,8 +21,10 @@ from llmr.base.encoders import DEFAULT_ENCODER, resolve_encoder
 from llmr.data.schema import CandidateList, Passage
 from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
+from llmr.training.query_side import train_query_side
 
 Teacher = Literal["reward", "llm"]
+TrainSide = Literal["both", "query"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,11 @@ class RetrieverConfig:
     learning_rate: float = 3e-5
     temperature: float = 0.01
     contrastive_weight: float = 0.2
-    max_length: int = 256
+    max_length: int = 256  # token cap on queries (and on pool items when both sides train)
+    # "both": one shared encoder trained on queries and pool items (the paper); "query": pool items keep the
+    # base encoder's embeddings, computed once at `document_max_length`, and only the query side trains.
+    train_side: TrainSide = "both"
+    document_max_length: int = 256
     bf16: bool | None = None  # None: bf16 autocast where the hardware has it (~1.5x for MiniLM), else fp32
     seed: int = 42
     # The authors' recipe: 3 hard negatives, none of a classification query's own task and label.
@@ -65,6 +72,10 @@ def train_retriever(
 ) -> Path:
     """Train from teacher-scored (reward) or LLM-scored (EPR) candidate lists; save to `out`.
     `fit_options` go to `fit` (save_steps, callbacks)."""
+    if config.train_side == "query":
+        if config.teacher != "reward":
+            raise ValueError("train_side 'query' distils a teacher's scores: use teacher 'reward'")
+        return train_query_side(candidates, passages, Path(out), config, **fit_options)
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,

@@ -53,10 +53,14 @@ def reward_dataset(candidates: Sequence[CandidateList], passages: Mapping[str, P
 
 def reward_model(config: RewardConfig):
     """The untrained cross-encoder: one logit per pair; its truncation side is saved with it, so the
-    teacher stage scores as it was trained."""
+    teacher stage scores as it was trained. ListNet trains logits, so `predict` returns them as they are
+    (sentence-transformers' default for one label, a sigmoid, squeezes the teacher's softmax flat)."""
     from sentence_transformers.cross_encoder import CrossEncoder
+    from torch import nn
 
-    model = CrossEncoder(resolve_encoder(config.model), num_labels=1, max_length=config.max_length)
+    model = CrossEncoder(
+        resolve_encoder(config.model), num_labels=1, max_length=config.max_length, activation_fn=nn.Identity()
+    )
     model.tokenizer.truncation_side = config.truncation_side
     return model
 

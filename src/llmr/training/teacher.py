@@ -6,16 +6,19 @@ and candidates (the paper: ~591k queries x up to 100 candidates). Teachers:
 - "reward+penalties": the same, but candidates the scoring heuristics penalize (another task's, or
   for classification another label's) keep -100 without a model call, as in the LLM's own feedback;
 - "penalties": 0 or -100 from the heuristics alone, no model (an ablation: what the labels alone teach).
-Model scores go to a SQLite cache keyed by the reward model's weights and the pair, committed in
-chunks: a killed run resumes without rescoring.
+Model scores go to a SQLite cache keyed by the reward model's weights, its number format and the pair,
+committed in chunks: a killed run resumes without rescoring. The model runs in bf16 where the hardware
+computes it natively (~2x on AVX-512 BF16 CPUs; benchmarks/training_speed.py measures how often bf16
+orders a query's candidates as fp32 does), else fp32.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from llmr.base.encoders import default_dtype
 from llmr.base.files import file_fingerprint
 from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.llm.base import Score
@@ -38,7 +41,7 @@ def teacher_scores(
     batch_size: int = 64,
     chunk_pairs: int = 2048,
     on_pairs: Callable[[int], None] | None = None,
-) -> tuple[list[CandidateList], dict[str, int]]:
+) -> tuple[list[CandidateList], dict[str, Any]]:
     """Candidate lists (each cut to its first `top_n` candidates; 0 = all) with the teacher's scores as
     doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress."""
     if teacher not in TEACHERS:
@@ -58,7 +61,7 @@ def teacher_scores(
             ]
         )
     pairs = {pair_key(*p): p for row in slots for p in row if p is not None}
-    stats = {"pairs": len(pairs), "cached": 0, "scored": 0}
+    stats: dict[str, Any] = {"pairs": len(pairs), "cached": 0, "scored": 0}
     found: dict[bytes, Score] = {}
     if teacher != "penalties" and pairs:
         if model_dir is None:
@@ -77,11 +80,17 @@ def _model_scores(
     cache: ScoreCache | None,
     batch_size: int,
     chunk_pairs: int,
-    stats: dict[str, int],
+    stats: dict[str, Any],
     on_pairs: Callable[[int], None] | None,
 ) -> dict[bytes, Score]:
     """The reward model's logit per pair (stored as Score(logit, 0)), from the cache or computed chunk by chunk."""
-    fingerprint = "reward:" + file_fingerprint(model_dir / "model.safetensors")
+    import torch
+
+    dtype = default_dtype("cuda" if torch.cuda.is_available() else "cpu")
+    fingerprint = "reward-logit:" + file_fingerprint(model_dir / "model.safetensors")
+    if dtype != torch.float32:
+        fingerprint += f":{str(dtype).removeprefix('torch.')}"
+    stats["dtype"] = str(dtype).removeprefix("torch.")
     keys = sorted(pairs, key=lambda k: (-len(pairs[k][0]) - len(pairs[k][1]), k))  # similar lengths batch well
     found = cache.get_many(fingerprint, keys) if cache else {}
     stats["cached"] = len(found)
@@ -92,10 +101,12 @@ def _model_scores(
         return found
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    model = CrossEncoder(str(model_dir))
+    model = CrossEncoder(str(model_dir), model_kwargs={"torch_dtype": dtype})
     for start in range(0, len(missing), chunk_pairs):
         chunk = missing[start : start + chunk_pairs]
-        logits = model.predict([pairs[k] for k in chunk], batch_size=batch_size, show_progress_bar=False)
+        logits = model.predict(  # logits, also from a model saved with the sigmoid default
+            [pairs[k] for k in chunk], batch_size=batch_size, show_progress_bar=False, activation_fn=torch.nn.Identity()
+        )
         scored = {k: Score(float(s), 0) for k, s in zip(chunk, logits, strict=True)}
         if cache:
             cache.put_many(fingerprint, scored.items())
