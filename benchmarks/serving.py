@@ -57,13 +57,13 @@ def percentiles(ms: list[float]) -> tuple[float, float]:
 def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int]) -> list[dict]:
     import faiss
 
+    from llmr.candidates.dense import VectorIndex
     from llmr.serving import Selector
-    from llmr.serving.selector import make_index
 
     pool, queries = real_texts(min(max(sizes), real_max))
     queries = queries[:n_queries]
     selector = Selector.load("all-minilm-l6-v2", pool)
-    base = selector.index.reconstruct_n(0, selector.index.ntotal)
+    base = selector.index.vectors(range(len(selector.index)))
     encode_ms = []
     for q in queries:  # one at a time, as requests arrive
         t = time.perf_counter()
@@ -85,8 +85,9 @@ def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int])
         _, truth = flat.search(qvec, K)
         indexes = [("flat", flat, 0.0, None)]
         t = time.perf_counter()
-        hnsw = make_index("hnsw", vectors.shape[1])
+        hnsw = VectorIndex(vectors.shape[1], "hnsw")
         hnsw.add(vectors)
+        hnsw = hnsw.faiss
         build = time.perf_counter() - t
         indexes += [(f"hnsw ef={e}", hnsw, build, e) for e in ef]
         for name, index, build_s, e in indexes:

@@ -117,3 +117,53 @@ def test_demo_runs_on_samples(tmp_path: Path) -> None:
     out = run("demo", "--source", "samples", "--out", str(tmp_path), "--candidates", "3")
     assert "LLM feedback" in out and "zero-shot" in out and "prediction:" in out
     assert (tmp_path / "data" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "sections"),
+    [
+        (["train", "retriever"], ["retriever"]),
+        (["train", "reward"], ["reward"]),
+        (["score"], ["scoring", "llm"]),
+        (["candidates"], ["candidates"]),
+    ],
+)
+def test_stage_commands_expose_every_pipeline_setting(command: list[str], sections: list[str]) -> None:
+    """Each stage command has an --option per setting of its pipeline sections, generated from them."""
+    from llmr.cli.settings import _settings
+    from llmr.pipeline.config import PipelineConfig
+
+    out = run(*command, "--help")
+    for section in sections:
+        for setting in _settings(getattr(PipelineConfig(), section)):
+            assert "--" + setting.param.replace("_", "-") in out
+            assert f"{section}.{'.'.join(setting.path)}" in out  # the default's source is named
+    assert "--max-length" in run("train", "retriever", "--help") and "--config" in out and "--set" in out
+
+
+def test_stage_settings_precedence_file_then_options_then_set(tmp_path: Path) -> None:
+    import typer
+
+    from llmr.cli.settings import stage_settings
+
+    seen = {}
+    app_ = typer.Typer()
+
+    @app_.command()
+    @stage_settings("retriever")
+    def show(retriever, tag: str = typer.Option("x")) -> None:  # type: ignore[no-untyped-def]
+        seen.update(config=retriever, tag=tag)
+
+    config = tmp_path / "c.yaml"
+    config.write_text("retriever:\n  epochs: 5\n  batch_size: 7\n  groups: {n_negatives: 2}\n")
+    invoke = lambda *a: runner.invoke(app_, list(a))  # noqa: E731
+    assert invoke("--config", str(config), "--epochs", "6", "--set", "retriever.epochs=9", "--tag", "y").exit_code == 0
+    cfg = seen["config"]
+    assert (cfg.epochs, cfg.batch_size, cfg.groups.n_negatives, seen["tag"]) == (9, 7, 2, "y")
+    assert cfg.groups.drop_same_label_negatives  # the retriever section's nested default, not GroupConfig's
+    assert invoke("--no-groups-drop-same-label-negatives", "--train-side", "query").exit_code == 0
+    assert not seen["config"].groups.drop_same_label_negatives and seen["config"].train_side == "query"
+    bad = invoke("--train-side", "sideways")
+    assert bad.exit_code != 0 and "sideways" in bad.output
+    bad = invoke("--set", "retriever.epoch=2")
+    assert bad.exit_code != 0 and "retriever.epoch" in bad.output

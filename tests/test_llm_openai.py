@@ -29,7 +29,7 @@ from llmr.llm.openai_compat import (
     LLMServerError,
     LLMServerTimeout,
     OpenAICompatLLM,
-    continuation_logprob,
+    score_echoed_prompt,
 )
 
 # --- fake servers --------------------------------------------------------------------------------
@@ -131,8 +131,8 @@ def test_extraction_from_a_llama_cpp_python_answer() -> None:
         "text_offset": [0, 3, 11, 14, 21, 24, 30],
         "token_logprobs": [None, -5.0, -1.0, -2.0, -1.5, -0.7, -3.0],
     }
-    assert continuation_logprob(logprobs, prompt, len("The capital of France is")) == Score(-0.7, 1)
-    assert continuation_logprob(logprobs, prompt, len("The capital of")) == Score(-2.0 - 1.5 - 0.7, 3)
+    assert score_echoed_prompt(logprobs, prompt, len("The capital of France is")) == Score(-0.7, 1)
+    assert score_echoed_prompt(logprobs, prompt, len("The capital of")) == Score(-2.0 - 1.5 - 0.7, 3)
 
 
 def test_extraction_from_a_vllm_answer_with_bos() -> None:
@@ -143,21 +143,21 @@ def test_extraction_from_a_vllm_answer_with_bos() -> None:
         "text_offset": [0, 5, 8, 16, 19, 26, 29, 35],
         "token_logprobs": [None, -9.0, -5.0, -1.0, -2.0, -1.5, -0.7, -3.0],
     }
-    assert continuation_logprob(logprobs, prompt, len("The capital of France is")) == Score(-0.7, 1)
+    assert score_echoed_prompt(logprobs, prompt, len("The capital of France is")) == Score(-0.7, 1)
 
 
 def test_extraction_counts_a_token_straddling_the_boundary() -> None:
     prompt = "Pari" + "s is big"
     logprobs = {"tokens": ["Paris", " is", " big"], "text_offset": [0, 5, 8], "token_logprobs": [None, -1.0, -2.0]}
-    assert continuation_logprob(logprobs, prompt, 5) == Score(-3.0, 2)
+    assert score_echoed_prompt(logprobs, prompt, 5) == Score(-3.0, 2)
     with pytest.raises(LLMServerError, match="first token of a prompt has no log-prob"):
-        continuation_logprob(logprobs, prompt, 4)  # "Paris" holds continuation text but has no log-prob
+        score_echoed_prompt(logprobs, prompt, 4)  # "Paris" holds continuation text but has no log-prob
 
 
 @pytest.mark.parametrize("logprobs", [None, {}, {"tokens": ["a"], "text_offset": [0], "token_logprobs": None}])
 def test_extraction_without_prompt_logprobs_is_a_clear_error(logprobs: Any) -> None:
     with pytest.raises(LLMServerError, match=r"must support echo\+logprobs"):
-        continuation_logprob(logprobs, "ab", 1)
+        score_echoed_prompt(logprobs, "ab", 1)
 
 
 # --- against fake servers ------------------------------------------------------------------------

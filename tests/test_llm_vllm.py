@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from llmr.llm.base import Score
-from llmr.llm.vllm_backend import build_token_prompts, continuation_logprob, score_request_outputs
+from llmr.llm.vllm_backend import build_token_prompts, score_prompt_logprobs, score_request_outputs
 
 
 @dataclass
@@ -52,25 +52,25 @@ def test_build_token_prompts_rejects_bad_input() -> None:
     assert build_token_prompts([[]], [[3]], prefix=[2], max_length=8) == [[2, 3]]  # BOS alone is a context
 
 
-def test_continuation_logprob_sums_the_last_tokens() -> None:
+def test_score_prompt_logprobs_sums_the_last_tokens() -> None:
     out = request_output([2, 10, 11, 7, 8], [-1.0, -2.0, -0.5, -0.25], extra_top=True)
-    score = continuation_logprob(out.prompt_token_ids, out.prompt_logprobs, 2)
+    score = score_prompt_logprobs(out.prompt_token_ids, out.prompt_logprobs, 2)
     assert score == Score(-0.75, 2)
-    assert continuation_logprob(out.prompt_token_ids, out.prompt_logprobs, 4) == Score(-3.75, 4)
+    assert score_prompt_logprobs(out.prompt_token_ids, out.prompt_logprobs, 4) == Score(-3.75, 4)
     # plain floats are accepted too (some versions' flat log-prob containers)
     plain = [None, {10: -1.0}, {11: -2.0}]
-    assert continuation_logprob([2, 10, 11], plain, 1) == Score(-2.0, 1)
+    assert score_prompt_logprobs([2, 10, 11], plain, 1) == Score(-2.0, 1)
 
 
-def test_continuation_logprob_errors_are_clear() -> None:
+def test_score_prompt_logprobs_errors_are_clear() -> None:
     out = request_output([2, 10, 7], [-1.0, -0.5])
     with pytest.raises(ValueError, match="prompt_logprobs=0"):
-        continuation_logprob(out.prompt_token_ids, None, 1)
+        score_prompt_logprobs(out.prompt_token_ids, None, 1)
     with pytest.raises(ValueError, match="cannot score 3"):
-        continuation_logprob(out.prompt_token_ids, out.prompt_logprobs, 3)  # position 0 has no log-prob
+        score_prompt_logprobs(out.prompt_token_ids, out.prompt_logprobs, 3)  # position 0 has no log-prob
     broken = [None, {10: Logprob(-1.0)}, {999: Logprob(-0.1)}]  # the prompt's own token is missing
     with pytest.raises(ValueError, match="no log-prob for prompt token 2"):
-        continuation_logprob([2, 10, 7], broken, 1)
+        score_prompt_logprobs([2, 10, 7], broken, 1)
 
 
 def test_score_request_outputs_keeps_request_order() -> None:

@@ -156,3 +156,6 @@ def test_cli_trains_a_loadable_retriever(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert SentenceTransformer(str(tmp_path / "ret")).encode(["a query"]).shape == (1, 384)
     assert (tmp_path / "ret" / "manifest.json").exists()
+    assert "up to date" in CliRunner().invoke(app, args).output
+    redo = CliRunner().invoke(app, [*args, "--groups-seed", "3"])  # any setting is in the key
+    assert redo.exit_code == 0 and "up to date" not in redo.output

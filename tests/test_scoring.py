@@ -181,7 +181,7 @@ def test_killed_run_resumes_to_the_same_output(scored_setup: Path) -> None:
         time.sleep(0.2)
         if cache.exists():
             try:
-                rows = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+                rows = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM llm_scores").fetchone()[0]
             except sqlite3.OperationalError:
                 continue
             if rows >= 8:

@@ -119,7 +119,7 @@ def test_add_extends_the_index_in_place() -> None:
     sel = llmr.Selector.load("all-minilm-l6-v2", pool())
     index, before = sel.index, sel.fingerprint
     assert sel.add([{"query": "The senate passed the budget bill", "answer": "World", "task_name": "ag_news"}]) == 1
-    assert sel.index is index and index.ntotal == len(pool()) + 1 and sel.fingerprint != before
+    assert sel.index is index and len(index) == len(pool()) + 1 and sel.fingerprint != before
     top = sel.select("the budget bill passed the senate", k=1, task="ag_news")[0]
     assert top.passage.contents.endswith("World")
     with pytest.raises(ValueError, match="already in the pool"):

@@ -10,26 +10,25 @@ from rich.console import Console
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
 from llmr.candidates import load_retriever, mine_to_file
+from llmr.candidates.dense import encoder_fingerprint
+from llmr.cli.settings import stage_settings
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
+from llmr.pipeline.config import CandidatesSection
 
 console = Console()
 
 
+@stage_settings("candidates")
 def candidates(
+    candidates: CandidatesSection,
     data: Path = typer.Option(Path("runs/data"), help="Data folder with passages and the query split."),
     out: Path = typer.Option(..., "--out", "-o", help="Candidate-list file to write (.jsonl or .jsonl.gz)."),
     split: str = typer.Option("train", help="Which records to mine for: train or test."),
     retriever: str = typer.Option(
         "bm25", help="'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id."
     ),
-    top_n: int = typer.Option(100, help="Candidates kept per query."),
-    scope: str = typer.Option(
-        "unified",
-        help="'unified': search the whole pool, same-task items first (the paper); 'task': only the query's task.",
-    ),
     tasks: str = typer.Option(None, help="Only these tasks (names, categories, 'all')."),
-    max_per_task: int = typer.Option(0, help="At most N queries of each task, a seeded sample (0 = all)."),
     seed: int = typer.Option(42, help="Seed of the per-task sample."),
     threads: int = typer.Option(0, help="BM25 search threads (0 = one)."),
     force: bool = typer.Option(False, help="Redo even when the output matches this config and inputs."),
@@ -37,25 +36,23 @@ def candidates(
     """For each query, the top-N pool items (never the query's own item), as a candidate-list file."""
     folder = DataDir(data)
     inputs = {name: file_fingerprint(folder.path(name)) for name in ("passages", split)}
-    if Path(retriever).is_dir() and (Path(retriever) / "model.safetensors").exists():
-        inputs["retriever"] = file_fingerprint(Path(retriever) / "model.safetensors")
+    if Path(retriever).is_dir():  # a trained retriever: its weights
+        inputs["retriever"] = encoder_fingerprint(retriever, retriever)
     config = {
         "stage": "candidates",
         "split": split,
         "retriever": retriever,
-        "top_n": top_n,
-        "scope": scope,
+        **candidates.model_dump(),
         "tasks": tasks,
-        "max_per_task": max_per_task,
         "seed": seed,  # picks the per-task sample
     }
     if not force and is_up_to_date(out, config, inputs):
         console.print(f"{out} is up to date (same config and inputs); --force redoes it")
         return
     passages = list(folder.passages())
-    records = select_records(list(folder.records(split)), tasks, max_per_task, seed)
+    records = select_records(list(folder.records(split)), tasks, candidates.max_per_task, seed)
     with console.status(f"indexing {len(passages):,} pool items with {retriever}"):
         index = load_retriever(retriever, passages, n_threads=threads)
-    count = mine_to_file(records, passages, index, out, top_n=top_n, scope=scope)
+    count = mine_to_file(records, passages, index, out, top_n=candidates.top_n, scope=candidates.scope)
     write_manifest(manifest_path(out), "candidates", config, inputs=inputs, outputs=[out], retriever=index.config)
-    console.print(f"{count:,} candidate lists (top {top_n}, scope {scope}) -> {out}")
+    console.print(f"{count:,} candidate lists (top {candidates.top_n}, scope {candidates.scope}) -> {out}")

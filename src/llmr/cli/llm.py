@@ -11,15 +11,10 @@ from rich.console import Console
 from llmr.base.progress import progress_bar
 from llmr.data.jsonl import DataFileError, read_jsonl, write_jsonl
 from llmr.distributed.engine import Engine, LocalEngine, RayEngine
-from llmr.llm import BACKENDS, DEFAULT_LLM, load_llm
+from llmr.llm import BACKENDS, DEFAULT_LLM, DTYPE_HELP, MODEL_HELP, load_llm
 
 app = typer.Typer(help="Score continuations with a causal LM.", no_args_is_help=True)
 console = Console()
-
-MODEL_HELP = "Model: an embedded one ('gemma-3-270m', 'smollm2-135m'), a local folder, a .gguf file, or a hub id."
-
-
-DTYPE_HELP = "auto (bf16 where the CPU/GPU supports it), bf16, fp16 or fp32."
 
 
 def backend_options(backend: str, dtype: str, batch_tokens: int) -> dict[str, object]:

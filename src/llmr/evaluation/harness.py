@@ -7,17 +7,16 @@ killed evaluation resumes where it stopped, and adding a method or a task runs o
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmr.base.manifest import config_hash
 from llmr.base.progress import progress_bar
+from llmr.base.store import Store
 from llmr.data.schema import Passage, Record
 from llmr.distributed.engine import Engine, as_engine
 from llmr.evaluation.inference import predict
@@ -37,33 +36,11 @@ class EvalSettings:
     chunk: int = 16  # queries per committed chunk
 
 
-class OutcomeCache:
-    """key -> outcome (JSON) in SQLite (WAL): one transaction per chunk."""
+class OutcomeCache(Store):
+    """Outcome key -> outcome (a JSON object), committed chunk by chunk."""
 
     def __init__(self, path: Path | str) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS outcomes (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(keys), 500):
-            part = keys[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT key, value FROM outcomes WHERE key IN ({','.join('?' * len(part))})", part
-            ).fetchall()
-            found.update((k, json.loads(v)) for k, v in rows)
-        return found
-
-    def put_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO outcomes VALUES (?, ?)", [(k, json.dumps(v)) for k, v in items]
-            )
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(path, "outcomes")
 
 
 def outcome_key(llm_fingerprint: str, selector: SelectionMethod, k: int, settings: EvalSettings, record: Record) -> str:

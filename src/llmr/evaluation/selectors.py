@@ -114,7 +114,7 @@ class KMeansSelector:
             if len(rows) <= k:
                 self._chosen[task, k] = list(rows)
             else:
-                vectors = np.stack([self.dense.index.reconstruct(i) for i in rows])
+                vectors = self.dense.index.vectors(rows)
                 kmeans = faiss.Kmeans(
                     vectors.shape[1], k, niter=20, seed=self.seed, spherical=True, min_points_per_centroid=1
                 )
@@ -130,7 +130,7 @@ class KMeansSelector:
             if not chosen:
                 out.append([])
                 continue
-            doc_vecs = np.stack([self.dense.index.reconstruct(i) for i in chosen])
+            doc_vecs = self.dense.index.vectors(chosen)
             sims = self.dense.encoder.encode_queries([q.query])[0] @ doc_vecs.T
             out.append([Example(self.passages[chosen[i]], float(sims[i])) for i in np.argsort(-sims)])
         return out

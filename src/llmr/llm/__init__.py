@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from llmr.llm.base import LLM, Score
-from llmr.llm.models import DEFAULT_LLM, EMBEDDED
+from llmr.llm.models import DEFAULT_LLM, DTYPE_HELP, EMBEDDED, MODEL_HELP
 
 # name -> "module:Class"; imported only when used, so optional engines stay optional.
 BACKENDS: dict[str, str] = {
@@ -30,4 +30,14 @@ def load_llm(model: str = DEFAULT_LLM, backend: str = "hf", **options: Any) -> L
     return getattr(importlib.import_module(module), cls)(model, **options)
 
 
-__all__ = ["BACKENDS", "DEFAULT_LLM", "EMBEDDED", "LLM", "Score", "load_llm", "register_backend"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_LLM",
+    "DTYPE_HELP",
+    "EMBEDDED",
+    "LLM",
+    "MODEL_HELP",
+    "Score",
+    "load_llm",
+    "register_backend",
+]

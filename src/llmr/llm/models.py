@@ -18,6 +18,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEFAULT_LLM = "gemma-3-270m"
+MODEL_HELP = "Model: an embedded one ('gemma-3-270m', 'smollm2-135m'), a local folder, a .gguf file, or a hub id."
+DTYPE_HELP = "hf backend: auto (bf16 where the CPU/GPU has it), bf16, fp16 or fp32."
 
 
 def cache_dir() -> Path:

@@ -67,7 +67,7 @@ _NO_PROMPT_LOGPROBS = (
 )
 
 
-def continuation_logprob(logprobs: Any, prompt: str, context_chars: int) -> Score:
+def score_echoed_prompt(logprobs: Any, prompt: str, context_chars: int) -> Score:
     """Sum the echoed log-probs of the tokens of `prompt` that hold characters at or after `context_chars`.
 
     `logprobs` is a choice's `logprobs` object: parallel lists `tokens`, `text_offset` and
@@ -235,7 +235,7 @@ class OpenAICompatLLM(LLM):
             choice = data["choices"][0]
         except (KeyError, IndexError, TypeError) as exc:
             raise LLMServerError(f"unexpected answer from the server: {str(data)[:300]}") from exc
-        return continuation_logprob(choice.get("logprobs"), prompt, len(context))
+        return score_echoed_prompt(choice.get("logprobs"), prompt, len(context))
 
     def score(self, contexts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
         if len(contexts) != len(continuations):

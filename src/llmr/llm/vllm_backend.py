@@ -4,7 +4,7 @@ Prompts go in as token ids built exactly as the transformers backend builds them
 tokenized on its own and appended, BOS only where the tokenizer adds one, context cut from the
 left), so the two backends score the same token sequences. The mapping between llmr's pairs and
 vLLM's requests/outputs is in small pure functions (`build_token_prompts`,
-`continuation_logprob`) that are tested without vLLM.
+`score_prompt_logprobs`) that are tested without vLLM.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def build_token_prompts(
     return out
 
 
-def continuation_logprob(prompt_token_ids: Sequence[int], prompt_logprobs: Sequence[Any], n_continuation: int) -> Score:
+def score_prompt_logprobs(
+    prompt_token_ids: Sequence[int], prompt_logprobs: Sequence[Any], n_continuation: int
+) -> Score:
     """Sum the log-probs of the last `n_continuation` prompt tokens from a vLLM `RequestOutput`.
 
     `prompt_logprobs[i]` is None for i = 0, else a dict token id -> object with `.logprob` that
@@ -71,7 +73,7 @@ def score_request_outputs(outputs: Sequence[Any], n_continuations: Sequence[int]
     if len(outputs) != len(n_continuations):
         raise ValueError(f"{len(outputs)} outputs for {len(n_continuations)} requests")
     return [
-        continuation_logprob(out.prompt_token_ids, out.prompt_logprobs, n)
+        score_prompt_logprobs(out.prompt_token_ids, out.prompt_logprobs, n)
         for out, n in zip(outputs, n_continuations, strict=True)
     ]
 

@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmr.llm import DEFAULT_LLM
+from llmr.llm import BACKENDS, DEFAULT_LLM, DTYPE_HELP, MODEL_HELP
 from llmr.scoring.feedback import ScoringConfig
 from llmr.training.retriever import RetrieverConfig
 from llmr.training.reward import RewardConfig
@@ -31,18 +31,19 @@ class DataSection(Section):
 
 
 class CandidatesSection(Section):
-    top_n: int = Field(100, ge=1)
-    scope: Literal["task", "unified"] = "unified"
-    # Training queries mined per task, 0 = all: the distillation scale (the teacher scores them all;
-    # the LLM scores `scoring.max_per_task` of them).
-    max_per_task: int = Field(0, ge=0)
+    top_n: int = Field(100, ge=1, description="Candidates kept per query.")
+    scope: Literal["task", "unified"] = Field(
+        "unified", description="'unified': the whole pool, same-task items first (the paper); 'task': its task only."
+    )
+    # The distillation scale: the teacher scores them all; the LLM scores `scoring.max_per_task` of them.
+    max_per_task: int = Field(0, ge=0, description="Training queries mined per task, a seeded sample (0 = all).")
 
 
 class LLMSection(Section):
-    model: str = DEFAULT_LLM
-    backend: str = "hf"
-    dtype: str = "auto"
-    batch_tokens: int = 8192
+    model: str = Field(DEFAULT_LLM, description=MODEL_HELP)
+    backend: str = Field("hf", description=f"LLM backend: {', '.join(BACKENDS)}.")
+    dtype: str = Field("auto", description=DTYPE_HELP)
+    batch_tokens: int = Field(8192, description="hf backend: token budget of one forward pass.")
 
     def options(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "batch_tokens": self.batch_tokens} if self.backend == "hf" else {}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmr.base.progress import progress_bar
+from llmr.base.settings import setting
 from llmr.data.build import select_records
 from llmr.data.jsonl import write_jsonl
 from llmr.data.schema import PENALTY, CandidateList, Passage, answer_text, same_label
@@ -30,14 +31,15 @@ from llmr.scoring.cache import ScoreCache, pair_key
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    n_candidates: int = 32  # M: candidates sampled per query from its candidate list (the paper: 32)
-    seed: int = 42
-    penalize_other_task: bool = True
-    penalize_label_mismatch: bool = True
-    chunk_pairs: int = 256  # pairs per committed chunk: the most work a kill can lose
-    # Queries per task the LLM scores: a seeded sample of the candidate lists, nested in any larger
-    # sample of the same seed (so they are among the queries the teacher scores); 0 = all.
-    max_per_task: int = 0
+    n_candidates: int = setting(32, "M: candidates sampled per query (the paper: 32; 8-16 keeps CPU runs short).")
+    seed: int = setting(42, "Seed of the per-query candidate sample and of max_per_task.")
+    penalize_other_task: bool = setting(True, "Score candidates from another task -100 (no LLM call).")
+    penalize_label_mismatch: bool = setting(
+        True, "Classification: score candidates whose label differs from the query's -100 (no LLM call)."
+    )
+    chunk_pairs: int = setting(256, "Pairs per committed chunk: the most work a kill can lose.")
+    # Nested in any larger sample of the same seed, so they are among the queries the teacher scores.
+    max_per_task: int = setting(0, "Queries per task the LLM scores, a seeded sample (0 = all).")
 
 
 @dataclass
@@ -82,8 +84,8 @@ def make_jobs(candidates: Iterable[CandidateList], passages: Mapping[str, Passag
     return jobs
 
 
-def unique_pairs(jobs: Sequence[Job]) -> dict[bytes, tuple[str, str]]:
-    found: dict[bytes, tuple[str, str]] = {}
+def unique_pairs(jobs: Sequence[Job]) -> dict[str, tuple[str, str]]:
+    found: dict[str, tuple[str, str]] = {}
     for job in jobs:
         for pair in job.pairs:
             if pair is not None:
@@ -91,7 +93,7 @@ def unique_pairs(jobs: Sequence[Job]) -> dict[bytes, tuple[str, str]]:
     return found
 
 
-def chunks(pairs: Mapping[bytes, tuple[str, str]], size: int) -> list[list[bytes]]:
+def chunks(pairs: Mapping[str, tuple[str, str]], size: int) -> list[list[str]]:
     """Fixed chunks of similar length (longest first), the same for the same set of pairs."""
     keys = sorted(pairs, key=lambda k: (-len(pairs[k][0]) - len(pairs[k][1]), k))
     return [keys[i : i + size] for i in range(0, len(keys), size)]

@@ -17,19 +17,18 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from llmr.base.manifest import config_hash
-from llmr.candidates.dense import Encoder, pool_fingerprint
+from llmr.candidates.dense import Encoder, IndexKind, VectorIndex, pool_fingerprint
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import Passage
 from llmr.evaluation.selectors import TOP_N, Example
 from llmr.prompt import build_prompt, examples_within_budget
 
-IndexKind = Literal["flat", "hnsw"]
 PoolSource = str | Path | Iterable[Passage | Mapping[str, Any]]
 
 
@@ -60,19 +59,6 @@ def read_pool(pool: PoolSource) -> list[Passage]:
             raise FileNotFoundError(f"pool not found: {path} (a passages .jsonl[.gz] file or a data folder)")
         return list(read_jsonl(path, Passage))
     return [as_passage(item, f"ex-{i}") for i, item in enumerate(pool)]
-
-
-def make_index(kind: IndexKind, dim: int, hnsw_m: int = 32, ef_search: int = 64):
-    import faiss
-
-    if kind == "flat":
-        return faiss.IndexFlatIP(dim)
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = ef_search
-        return index
-    raise ValueError(f"index must be 'flat' or 'hnsw', not {kind!r}")
 
 
 def mmr(sims: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> list[int]:
@@ -120,10 +106,9 @@ class Selector:
         self._ids: set[str] = set()
         self._tasks: list[str] = []
         self._by_task: dict[str, list[int]] = defaultdict(list)
-        self._task_filters: dict[str, Any] = {}
         self._lock = threading.RLock()  # search and add may come from several threads (the HTTP service)
         dim = encoder.encode_documents(["dimension"]).shape[1]
-        self.index = make_index(index, dim)
+        self.index = VectorIndex(dim, index)
         self.count_tokens = count_tokens or self._encoder_tokens
         self._fingerprint: str | None = None
         self.add(pool)
@@ -171,7 +156,6 @@ class Selector:
             self.passages.extend(items)
             self._ids.update(ids)
             self._tasks.extend(p.task_name for p in items)
-            self._task_filters.clear()
             self._fingerprint = None
             return len(items)
 
@@ -196,7 +180,7 @@ class Selector:
             "pool_size": len(self.passages),
             "tasks": {t: len(rows) for t, rows in sorted(self._by_task.items())},
             "index": self.kind,
-            "dim": self.index.d,
+            "dim": self.index.dim,
             "fingerprint": self.fingerprint,
         }
 
@@ -249,7 +233,7 @@ class Selector:
             for (docs, scores), query in zip(found, queries, strict=True):
                 order = list(range(len(docs)))
                 if diversity:
-                    order = mmr(scores, self.index.reconstruct_batch(docs), k, diversity)
+                    order = mmr(scores, self.index.vectors(docs), k, diversity)
                 if balance_labels:
                     order = balanced(order, [self.passages[d].contents.rpartition("\n")[2] for d in docs], k)
                 chosen = [Example(self.passages[int(docs[i])], float(scores[i])) for i in order[:k]]
@@ -270,16 +254,9 @@ class Selector:
         ]
 
     def _search(self, vectors: np.ndarray, n: int, task: str | None) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
-
         if task is None:
-            return self.index.search(vectors, min(n, len(self.passages)))
-        rows = self._by_task[task]
-        if task not in self._task_filters:
-            selector = faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64))
-            params = (faiss.SearchParametersHNSW if self.kind == "hnsw" else faiss.SearchParameters)(sel=selector)
-            self._task_filters[task] = (selector, params)  # keep the selector alive with its params
-        return self.index.search(vectors, min(n, len(rows)), params=self._task_filters[task][1])
+            return self.index.search(vectors, n)
+        return self.index.search(vectors, n, self._by_task[task], name=task)
 
     def _encoder_tokens(self, texts: Sequence[str]) -> list[int]:
         tok = self.encoder.model.tokenizer

@@ -13,17 +13,20 @@ import random
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from llmr.base.settings import setting
 from llmr.data.schema import PENALTY, CandidateList, Passage, same_label
 from llmr.tasks import TASKS
 
 
 @dataclass(frozen=True)
 class GroupConfig:
-    top_k_positive: int = 3
-    bottom_k_negative: int = 16
-    n_negatives: int = 7
-    seed: int = 42
-    drop_same_label_negatives: bool = False  # needs the pool; kept when nothing else is left
+    top_k_positive: int = setting(3, "The positive: one of the teacher's top K (rotating by epoch).")
+    bottom_k_negative: int = setting(16, "Negatives come from the teacher's bottom K.")
+    n_negatives: int = setting(7, "Negatives per group.")
+    seed: int = setting(42, "Seed of the group sampling.")
+    drop_same_label_negatives: bool = setting(
+        False, "Drop negatives of a classification query's own task and label (kept when nothing else is left)."
+    )
 
 
 @dataclass(frozen=True)

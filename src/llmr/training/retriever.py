@@ -13,11 +13,12 @@ The result is a plain sentence-transformers folder (safetensors): `SentenceTrans
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from llmr.base.encoders import DEFAULT_ENCODER, resolve_encoder
+from llmr.base.settings import setting
 from llmr.data.schema import CandidateList, Passage
 from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
@@ -29,22 +30,22 @@ TrainSide = Literal["both", "query"]
 
 @dataclass(frozen=True)
 class RetrieverConfig:
-    model: str = DEFAULT_ENCODER  # the paper: E5-base-v2
-    teacher: Teacher = "reward"
-    epochs: int = 3
-    batch_size: int = 32
-    learning_rate: float = 3e-5
-    temperature: float = 0.01
-    contrastive_weight: float = 0.2
-    max_length: int = 256  # token cap on queries (and on pool items when both sides train)
-    # "both": one shared encoder trained on queries and pool items (the paper); "query": pool items keep the
-    # base encoder's embeddings, computed once at `document_max_length`, and only the query side trains.
-    train_side: TrainSide = "both"
-    document_max_length: int = 256
-    bf16: bool | None = None  # None: bf16 autocast where the hardware has it (~1.5x for MiniLM), else fp32
-    seed: int = 42
+    model: str = setting(DEFAULT_ENCODER, "Initial encoder: the embedded MiniLM, a folder or a hub id.")
+    teacher: Teacher = setting("reward", "'reward': distil the reward model (LLM-R); 'llm': the LLM's scores (EPR).")
+    epochs: int = setting(3, "Epochs; each shows every query a different (rotated) group.")
+    batch_size: int = setting(32, "Queries per step (their documents are each other's in-batch negatives).")
+    learning_rate: float = setting(3e-5, "Peak learning rate.")
+    temperature: float = setting(0.01, "τ: similarities are cosine / τ.")
+    contrastive_weight: float = setting(0.2, "Weight of the in-batch InfoNCE term (teacher reward).")
+    max_length: int = setting(256, "Token cap on queries (and on pool items when both sides train).")
+    train_side: TrainSide = setting(
+        "both", "'both': one encoder trained on both sides (the paper); 'query': pool embeddings fixed (faster)."
+    )
+    document_max_length: int = setting(256, "With train_side 'query': token cap on pool items.")
+    bf16: bool | None = setting(None, "bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it.")
+    seed: int = setting(42, "Seed of training.")
     # The authors' recipe: 3 hard negatives, none of a classification query's own task and label.
-    groups: GroupConfig = field(default_factory=lambda: GroupConfig(n_negatives=3, drop_same_label_negatives=True))
+    groups: GroupConfig = setting(factory=lambda: GroupConfig(n_negatives=3, drop_same_label_negatives=True))
 
 
 def retriever_dataset(candidates: Sequence[CandidateList], passages: Mapping[str, Passage], config: RetrieverConfig):

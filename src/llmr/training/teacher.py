@@ -62,7 +62,7 @@ def teacher_scores(
         )
     pairs = {pair_key(*p): p for row in slots for p in row if p is not None}
     stats: dict[str, Any] = {"pairs": len(pairs), "cached": 0, "scored": 0}
-    found: dict[bytes, Score] = {}
+    found: dict[str, Score] = {}
     if teacher != "penalties" and pairs:
         if model_dir is None:
             raise ValueError(f"teacher {teacher!r} needs the reward model's folder")
@@ -76,13 +76,13 @@ def teacher_scores(
 
 def _model_scores(
     model_dir: Path,
-    pairs: Mapping[bytes, tuple[str, str]],
+    pairs: Mapping[str, tuple[str, str]],
     cache: ScoreCache | None,
     batch_size: int,
     chunk_pairs: int,
     stats: dict[str, Any],
     on_pairs: Callable[[int], None] | None,
-) -> dict[bytes, Score]:
+) -> dict[str, Score]:
     """The reward model's logit per pair (stored as Score(logit, 0)), from the cache or computed chunk by chunk."""
     import torch
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Ablations of the quality study (issue 15). Each variant changes one thing; it reuses the main
+# study's finished stages (hard-linked; the LLM score cache copied) so only what the change touches
+# is redone. Then every variant is evaluated beside BM25, dense and llmr-1 on the same test queries
+# (their outcomes come from the main study's cache), into <study>/ablations/study.md.
+#   llmr study benchmarks/quality/study.yaml -o runs/quality      # first, the main study
+#   bash benchmarks/quality/ablations.sh runs/quality [variant ...]
+set -euo pipefail
+STUDY=${1:-runs/quality}
+shift || true
+CONFIG=benchmarks/quality/study.yaml
+declare -A CHANGE=(
+  [penalties]="--set pipeline.distill.teacher=penalties"                           # no reward model: the -100 heuristics alone
+  [samelabel]="--set pipeline.retriever.groups.drop_same_label_negatives=false"     # keep same-label negatives
+  [epochs3]="--set pipeline.retriever.epochs=3 --set pipeline.retriever.learning_rate=1e-4"
+  [scale16]="--set pipeline.candidates.max_per_task=16"                            # distil on the LLM-scored queries only
+)
+[ $# -gt 0 ] || set -- penalties epochs3 samelabel scale16
+methods="bm25,dense,llmr-1"
+for name in "$@"; do
+  out=$STUDY-$name
+  if [ ! -d "$out/pipeline" ]; then
+    mkdir -p "$out"
+    cp -al "$STUDY/pipeline" "$out/pipeline"
+    cp "$STUDY/scores.sqlite" "$out/scores.sqlite"  # SQLite writes in place: a copy, not a link
+  fi
+  # shellcheck disable=SC2086
+  llmr study $CONFIG -o "$out" --until pipeline ${CHANGE[$name]}
+  methods+=",$name:$out/pipeline/retriever"
+done
+llmr study $CONFIG -o "$STUDY" --set eval.name=ablations --set "eval.methods=[$methods]"
