@@ -107,6 +107,27 @@ def test_query_side_training_learns_and_routes(tmp_path: Path) -> None:
     assert not (out / "checkpoints").exists()
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
+def test_query_side_anchor_keeps_queries_in_the_pools_space(tmp_path: Path) -> None:
+    """Against a fixed pool, an unanchored query encoder drifts away from it (the quality study's top
+    cosine fell from 0.69 to 0.10); the anchor keeps each query near its base embedding."""
+    from sentence_transformers import SentenceTransformer
+
+    cands, pool = _data()
+    base = SentenceTransformer(resolve_encoder("all-minilm-l6-v2"))
+    queries = [c.query for c in cands]
+    start = base.encode(queries, normalize_embeddings=True)
+    kept = {}
+    for weight in (0.0, 5.0):
+        config = RetrieverConfig(
+            train_side="query", epochs=6, batch_size=4, learning_rate=3e-4, anchor_weight=weight, bf16=False
+        )
+        out = train_retriever(cands, pool, tmp_path / f"anchor-{weight}", config)
+        after = SentenceTransformer(str(out)).encode_query(queries, normalize_embeddings=True)
+        kept[weight] = float((after * start).sum(-1).mean())
+    assert kept[5.0] > kept[0.0] and kept[5.0] > 0.9, kept
+
+
 def test_query_side_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     """A run killed after a checkpoint picks up at its step and ends where an unbroken run ends."""
     import torch

@@ -3,13 +3,14 @@ query encoder trains (RetrieverConfig.train_side = "query").
 
 A step then encodes its queries alone instead of queries + (1 + n) documents each, so it is several
 times cheaper, and pool items can be embedded at full length once. The loss is DistillationLoss's:
-KL(softmax(teacher) ‖ softmax(cos / τ)) over each query's group + `contrastive_weight` × InfoNCE over
-every document of the batch. The saved folder is a sentence-transformers Router (query modules: the
-trained encoder; document modules: the base encoder): `encode_query` / `encode_document` route.
+KL(softmax(teacher) ‖ softmax(cos / τ)) over each query's group + `contrastive_weight` × InfoNCE
+over every document of the batch + `anchor_weight` × (1 − cos) to the base encoder's embedding of
+the query, which keeps the queries in the space the pool was embedded in. The saved folder is a
+sentence-transformers Router (query modules: the trained encoder; document modules: the base
+encoder): `encode_query` / `encode_document` route.
 
 Checkpoints (every SAVE_STEPS steps: the query encoder's weights as safetensors, the optimizer as
-tensors loaded with weights_only) let a killed run resume; a changed config starts over.
-"""
+tensors loaded with weights_only) let a killed run resume; a changed config starts over."""
 
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ def train_query_side(
     base = resolve_encoder(config.model)
     documents = SentenceTransformer(base)
     documents.max_seq_length = config.document_max_length
+    documents.eval()
     doc_ids = sorted({d for _, g in groups for d in g.doc_ids})
     row = {d: i for i, d in enumerate(doc_ids)}
     saved_pool = checkpoints / "pool.npy"
@@ -107,6 +109,10 @@ def train_query_side(
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 q = queries(features)["sentence_embedding"]
             q = F.normalize(q.float(), dim=-1)
+            if config.anchor_weight:
+                with torch.no_grad():  # the base encoder: the space the pool was embedded in
+                    texts = [text for text, _ in batch]
+                    anchor = F.normalize(documents(documents.preprocess(texts))["sentence_embedding"].float(), dim=-1)
             docs = pool_vecs[torch.tensor([[row[d] for d in g.doc_ids] for _, g in batch])]  # (B, G, D)
             labels = torch.tensor([g.scores for _, g in batch], dtype=torch.float32)
             student = torch.einsum("bd,bgd->bg", q, docs) / config.temperature
@@ -116,6 +122,8 @@ def train_query_side(
                 every = q @ docs.reshape(-1, docs.shape[-1]).T / config.temperature  # (B, B * G)
                 positives = torch.arange(len(batch)) * size  # each query's doc_1
                 loss = loss + config.contrastive_weight * F.cross_entropy(every, positives)
+            if config.anchor_weight:
+                loss = loss + config.anchor_weight * (1 - (q * anchor).sum(-1)).mean()
             loss.backward()
             optimizer.step()
             schedule.step()

@@ -42,6 +42,9 @@ class RetrieverConfig:
         "both", "'both': one encoder trained on both sides (the paper); 'query': pool embeddings fixed (faster)."
     )
     document_max_length: int = setting(256, "With train_side 'query': token cap on pool items.")
+    # Without it the query side drifts to near-orthogonal to the fixed pool (top cosine 0.69 -> 0.10 in
+    # the quality study) and ranks the whole pool by noise: benchmarks/RESULTS.md.
+    anchor_weight: float = setting(5.0, "With train_side 'query': weight of 1 - cos(query, its base embedding).")
     bf16: bool | None = setting(None, "bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it.")
     seed: int = setting(42, "Seed of training.")
     # The authors' recipe: 3 hard negatives, none of a classification query's own task and label.
