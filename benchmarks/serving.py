@@ -85,9 +85,8 @@ def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int])
         _, truth = flat.search(qvec, K)
         indexes = [("flat", flat, 0.0, None)]
         t = time.perf_counter()
-        hnsw = VectorIndex(vectors.shape[1], "hnsw")
+        hnsw = VectorIndex(vectors.shape[1], "hnsw").faiss
         hnsw.add(vectors)
-        hnsw = hnsw.faiss
         build = time.perf_counter() - t
         indexes += [(f"hnsw ef={e}", hnsw, build, e) for e in ef]
         for name, index, build_s, e in indexes:

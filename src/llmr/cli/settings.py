@@ -38,11 +38,10 @@ class _Setting:
 
 def _settings(obj: Any, prefix: tuple[str, ...] = ()) -> Iterator[_Setting]:
     """The leaves of a config object (a dataclass or a pydantic model), defaults taken from the object."""
+    hints = typing.get_type_hints(type(obj))
     if isinstance(obj, BaseModel):
-        hints = typing.get_type_hints(type(obj))
         fields = [(name, f.description or "") for name, f in type(obj).model_fields.items()]
     else:
-        hints = typing.get_type_hints(type(obj))
         fields = [(f.name, f.metadata.get("help", "")) for f in dataclasses.fields(obj)]
     for name, help in fields:
         value = getattr(obj, name)
@@ -100,14 +99,13 @@ def stage_settings(*sections: str) -> Callable[[Callable[..., Any]], Callable[..
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in generated}
             given = [
-                f"{generated[name][0]}.{'.'.join(generated[name][1].path)}={json.dumps(kwargs.pop(name))}"
-                for name in list(kwargs)
-                if name in generated and kwargs[name] is not None
+                f"{section}.{'.'.join(s.path)}={json.dumps(values[name])}"
+                for name, (section, s) in generated.items()
+                if values[name] is not None
             ]
             config_file, overrides = kwargs.pop("config_file"), kwargs.pop("overrides") or []
-            for name in generated:
-                kwargs.pop(name, None)
             try:
                 cfg = PipelineConfig.load(config_file, [*given, *overrides])
             except (ValueError, OSError) as exc:

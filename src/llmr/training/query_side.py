@@ -73,7 +73,6 @@ def train_query_side(
     base = resolve_encoder(config.model)
     documents = SentenceTransformer(base)
     documents.max_seq_length = config.document_max_length
-    documents.eval()
     doc_ids = sorted({d for _, g in groups for d in g.doc_ids})
     row = {d: i for i, d in enumerate(doc_ids)}
     saved_pool = checkpoints / "pool.npy"
@@ -88,6 +87,10 @@ def train_query_side(
 
     queries = SentenceTransformer(base)
     queries.max_seq_length = config.max_length
+    # The base encoder's query embeddings, the anchor's targets: computed once, before any training step.
+    texts = list(dict.fromkeys(text for text, _ in groups))
+    anchor_row = {text: i for i, text in enumerate(texts)}
+    anchors = torch.from_numpy(queries.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True))
     queries.train()
     optimizer = torch.optim.AdamW(queries.parameters(), lr=config.learning_rate)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, len(batches) // 10), len(batches))
@@ -109,10 +112,6 @@ def train_query_side(
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 q = queries(features)["sentence_embedding"]
             q = F.normalize(q.float(), dim=-1)
-            if config.anchor_weight:
-                with torch.no_grad():  # the base encoder: the space the pool was embedded in
-                    texts = [text for text, _ in batch]
-                    anchor = F.normalize(documents(documents.preprocess(texts))["sentence_embedding"].float(), dim=-1)
             docs = pool_vecs[torch.tensor([[row[d] for d in g.doc_ids] for _, g in batch])]  # (B, G, D)
             labels = torch.tensor([g.scores for _, g in batch], dtype=torch.float32)
             student = torch.einsum("bd,bgd->bg", q, docs) / config.temperature
@@ -123,6 +122,7 @@ def train_query_side(
                 positives = torch.arange(len(batch)) * size  # each query's doc_1
                 loss = loss + config.contrastive_weight * F.cross_entropy(every, positives)
             if config.anchor_weight:
+                anchor = anchors[torch.tensor([anchor_row[text] for text, _ in batch])]
                 loss = loss + config.anchor_weight * (1 - (q * anchor).sum(-1)).mean()
             loss.backward()
             optimizer.step()
