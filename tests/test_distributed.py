@@ -208,7 +208,7 @@ def _train(root: Path, nproc: int, stage: str, *args: str) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("stage", "args"),
-    [("retriever", ["--batch-size", "8"]), ("reward", ["--batch-size", "4", "--n-negatives", "3"])],
+    [("retriever", ["--batch-size", "8"]), ("reward", ["--batch-size", "4", "--groups-n-negatives", "3"])],
 )
 def test_two_process_gloo_training_equals_one_process(tmp_path: Path, stage: str, args: list[str]) -> None:
     """torchrun, 2 CPU processes (gloo), half the batch each: the same steps and the same loss as one
