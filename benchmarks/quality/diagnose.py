@@ -13,6 +13,8 @@ Prints markdown tables (no model is run; everything is read from the study's fil
 3. What each selector shows the LLM at test time: the share of shown examples from the query's own
    task, and on classification tasks the share whose label equals the gold label, against accuracy.
    Gemma-3-270M largely copies its demonstrations' labels (../shared/notes/stack.md).
+4. With `--select METHOD ...`: the same shares for any selectors (e.g. `dense llmr:<retriever folder>`)
+   on held-back training queries (never trained on), before any LLM call: a cheap check of a retriever.
 """
 
 from __future__ import annotations
@@ -140,13 +142,54 @@ def shown_examples(study: Path, pool: dict[str, str]) -> list[str]:
     return lines
 
 
+def selection_preview(study: Path, data: Path, methods: list[str], per_task: int, k: int) -> list[str]:
+    """What each selector would show on up to `per_task` held-back training queries of each trained task."""
+    from llmr.data.build import select_records
+    from llmr.evaluation.selectors import make_selector
+    from llmr.pipeline.runner import held_back
+
+    config = json.loads((study / "pipeline" / "manifest.json").read_text())["config"]
+    data_dir = DataDir(data)
+    passages = list(data_dir.passages())
+    in_pool = {p.id for p in passages}  # pool and training queries are drawn from the same split
+    held = [
+        r
+        for r in data_dir.records("train")
+        if r.query_id not in in_pool
+        and not TASKS[r.task_name].held_out
+        and held_back(r.query_id, config["validation_fraction"], config["seed"])
+    ]
+    queries = select_records(held, None, per_task, config["seed"])
+    lines = [
+        f"| method | queries | shown examples from the query's task | cls: shown labels = gold (k = {k}) |",
+        "|---|---:|---:|---:|",
+    ]
+    for spec in methods:
+        selector = make_selector(spec, passages, index_dir=study / "pipeline" / "index")
+        same_task, gold = [], []
+        for q, shown in zip(queries, selector.select_many(queries, k), strict=True):
+            same_task.append(mean(e.passage.task_name == q.task_name for e in shown))
+            mine = [e for e in shown if e.passage.task_name == q.task_name]
+            if TASKS[q.task_name].mode == "cls" and mine:
+                gold.append(mean(label_of(e.passage.contents) == q.answers[0] for e in mine))
+        lines.append(f"| {spec} | {len(queries)} | {100 * mean(same_task):.1f} | {100 * mean(gold):.1f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="A `llmr study` output folder.")
-    study = parser.parse_args().study
+    parser.add_argument("--select", nargs="+", metavar="METHOD", help="Only preview these selectors (section 4).")
+    parser.add_argument("--per-task", type=int, default=40, help="Held-back queries per task for --select.")
+    args = parser.parse_args()
+    study = args.study
     scores = next(study.glob("pipeline/iteration-1/score-*/stage.json"))
     data = study / "pipeline" / f"data-{json.loads(scores.read_text())['inputs']['data']}"
     passages = {p.id: p for p in DataDir(data).passages()}
+    if args.select:
+        lines = selection_preview(study, data, args.select, args.per_task, k=4)
+        print("### What the selectors would show (held-back training queries)\n\n" + "\n".join(lines))
+        return
     pool = {i: p.contents for i, p in passages.items()}
     for title, lines in (
         ("LLM feedback", llm_signal(study)),
