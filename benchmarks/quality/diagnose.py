@@ -110,18 +110,31 @@ def penalty_agreement(study: Path, pool: dict[str, Passage]) -> list[str]:
     return lines
 
 
+def shares(task: str, gold: str, shown: list[tuple[str, str]]) -> tuple[float | None, float | None]:
+    """Of the shown (task, contents) examples: the share from the query's task, and (classification)
+    the share of those whose label is the gold one; None where it does not apply."""
+    if not shown:
+        return None, None
+    mine = [contents for t, contents in shown if t == task]
+    if TASKS[task].mode != "cls" or not mine:
+        return mean(t == task for t, _ in shown), None
+    return mean(t == task for t, _ in shown), mean(label_of(c) == gold for c in mine)
+
+
 def shown_examples(study: Path, pool: dict[str, str]) -> list[str]:
     stats: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for o in read_jsonl(study / "eval" / "explanations.jsonl.gz"):
         s = stats[o["method"], o["k"]]
         s["score"].append(o["score"])
-        if o["examples"]:
-            s["same_task"].append(mean(e["task"] == o["task"] for e in o["examples"]))
+        shown = [(e["task"], pool[e["id"]]) for e in o["examples"]]
+        same_task, gold = shares(o["task"], o["gold"], shown)
+        if same_task is not None:
+            s["same_task"].append(same_task)
         if TASKS[o["task"]].mode == "cls":
             s["cls_correct"].append(o["score"])
             same = [e for e in o["examples"] if e["task"] == o["task"]]
-            if same:
-                s["gold_label"].append(mean(label_of(pool[e["id"]]) == o["gold"] for e in same))
+            if gold is not None:
+                s["gold_label"].append(gold)
                 s["majority_gold"].append(
                     float(max(set(labels := [label_of(pool[e["id"]]) for e in same]), key=labels.count) == o["gold"])
                 )
@@ -166,12 +179,12 @@ def selection_preview(study: Path, data: Path, methods: list[str], per_task: int
     ]
     for spec in methods:
         selector = make_selector(spec, passages, index_dir=study / "pipeline" / "index")
-        same_task, gold = [], []
-        for q, shown in zip(queries, selector.select_many(queries, k), strict=True):
-            same_task.append(mean(e.passage.task_name == q.task_name for e in shown))
-            mine = [e for e in shown if e.passage.task_name == q.task_name]
-            if TASKS[q.task_name].mode == "cls" and mine:
-                gold.append(mean(label_of(e.passage.contents) == q.answers[0] for e in mine))
+        found = [
+            shares(q.task_name, q.answers[0], [(e.passage.task_name, e.passage.contents) for e in shown])
+            for q, shown in zip(queries, selector.select_many(queries, k), strict=True)
+        ]
+        same_task = [t for t, _ in found if t is not None]
+        gold = [g for _, g in found if g is not None]
         lines.append(f"| {spec} | {len(queries)} | {100 * mean(same_task):.1f} | {100 * mean(gold):.1f} |")
     return lines
 
