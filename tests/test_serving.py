@@ -156,7 +156,7 @@ def service(selector: llmr.Selector):
     from llmr.serving.service import Limits, background_server, create_app
 
     sel = llmr.Selector.load("all-minilm-l6-v2", pool())
-    limits = Limits(max_k=8, max_queries=4, max_body_bytes=20_000, max_examples=3)
+    limits = Limits(max_k=8, max_queries=4, max_body_bytes=20_000, max_passages=3)
     with background_server(create_app(sel, limits)) as url:
         yield url
 
@@ -175,13 +175,13 @@ def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector)
         prompt = client.post("/v1/prompt", json={"query": "a dull movie", "k": 2, "task": "sst2"}).json()
         assert prompt["prompts"][0] == selector.build_prompt("a dull movie", k=2, task="sst2")
         added = client.post(
-            "/v1/examples",
-            json={"examples": [{"query": "Parliament votes", "answer": "World", "task_name": "ag_news", "id": "w1"}]},
+            "/v1/passages",
+            json={"passages": [{"query": "Parliament votes", "answer": "World", "task_name": "ag_news", "id": "w1"}]},
         )
         assert added.json() == {"added": 1, "pool_size": len(pool()) + 1}
         top = client.post("/v1/select", json={"query": "parliament voted", "k": 1, "task": "ag_news"}).json()
         assert top["results"][0][0]["id"] == "w1"
-        assert client.post("/v1/examples", json={"examples": [{"id": "w1", "contents": "x\ny"}]}).status_code == 409
+        assert client.post("/v1/passages", json={"passages": [{"id": "w1", "contents": "x\ny"}]}).status_code == 409
         assert "/v1/select" in client.get("/openapi.json").json()["paths"]
 
 
@@ -210,8 +210,8 @@ def test_service_refuses_bad_requests_clearly(service: str, body: dict, status: 
 def test_service_refuses_malformed_json_and_bad_examples(service: str) -> None:
     bad = httpx.post(f"{service}/v1/select", content=b"{not json", headers={"content-type": "application/json"})
     assert bad.status_code == 422 and "JSON" in bad.text
-    assert httpx.post(f"{service}/v1/examples", json={"examples": [{"query": "q"}]}).status_code == 422
-    assert httpx.post(f"{service}/v1/examples", json={"examples": [{"contents": "x\ny"}] * 4}).status_code == 413
+    assert httpx.post(f"{service}/v1/passages", json={"passages": [{"query": "q"}]}).status_code == 422
+    assert httpx.post(f"{service}/v1/passages", json={"passages": [{"contents": "x\ny"}] * 4}).status_code == 413
     assert httpx.get(f"{service}/healthz").status_code == 200  # still up
 
 
@@ -231,7 +231,7 @@ def test_read_only_service_refuses_additions(selector: llmr.Selector) -> None:
     from llmr.serving.service import Limits, background_server, create_app
 
     with background_server(create_app(selector, Limits(read_only=True))) as url:
-        got = httpx.post(f"{url}/v1/examples", json={"examples": [{"contents": "x\ny"}]})
+        got = httpx.post(f"{url}/v1/passages", json={"passages": [{"contents": "x\ny"}]})
         assert got.status_code == 403 and "read-only" in got.text
 
 

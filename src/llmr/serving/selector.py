@@ -1,5 +1,5 @@
-"""`llmr.Selector`: a trained retriever (or any sentence-transformers encoder) over an example pool,
-choosing in-context examples for new queries.
+"""`llmr.Selector`: a trained retriever (or any sentence-transformers encoder) over a pool of passages
+(labelled training examples, LLM-R's `passages.jsonl.gz`), choosing in-context examples for new queries.
 
     selector = Selector.load("runs/quality/pipeline/retriever", pool="runs/.../passages.jsonl.gz")
     selector.select("Review: a gem of a film. Positive or negative?", k=4, task="sst2")
@@ -123,7 +123,7 @@ class Selector:
         tokenizer: str | None = None,
     ) -> Selector:
         """`model`: a trained llmr retriever folder, `all-minilm-l6-v2` (embedded) or any sentence-transformers
-        encoder (folder or hub id). `pool`: a passages file, a data folder, or the examples themselves.
+        encoder (folder or hub id). `pool`: a passages file, a data folder, or the passages themselves.
         `tokenizer` (a Hugging Face tokenizer folder or id) counts tokens for `budget_tokens` as your LLM
         does; by default the encoder's tokenizer approximates it."""
         count = None
@@ -136,17 +136,17 @@ class Selector:
 
     # -- the pool --------------------------------------------------------------------------------
 
-    def add(self, examples: Iterable[Passage | Mapping[str, Any]]) -> int:
-        """Encode and index new examples (ids must be new); returns how many were added."""
+    def add(self, passages: Iterable[Passage | Mapping[str, Any]]) -> int:
+        """Encode and index new passages (ids must be new); returns how many were added."""
         with self._lock:
             start = len(self.passages)
-            items = [as_passage(e, f"ex-{start + i}") for i, e in enumerate(examples)]
+            items = [as_passage(p, f"ex-{start + i}") for i, p in enumerate(passages)]
             ids = [p.id for p in items]
             clash = next((i for i in ids if i in self._ids), None) or next(
                 (i for i, n in Counter(ids).items() if n > 1), None
             )
             if clash is not None:
-                raise ValueError(f"example id {clash!r} is already in the pool")
+                raise ValueError(f"passage id {clash!r} is already in the pool")
             if not items:
                 return 0
             vectors = self.encoder.encode_documents([p.contents for p in items])

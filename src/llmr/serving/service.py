@@ -2,7 +2,7 @@
 
     POST /v1/select    {"query": "..."} or {"queries": [...]}, k, task, budget_tokens, diversity, balance_labels
     POST /v1/prompt    the same request -> LLM-R prompts (examples, most similar last, then the query)
-    POST /v1/examples  {"examples": [{"query": ..., "answer": ..., "task_name": ...}]} -> added to the pool
+    POST /v1/passages {"passages": [{"query": ..., "answer": ..., "task_name": ...}]} -> added to the pool
     GET  /healthz, GET /v1/info
 
 Requests are validated (unknown fields, sizes, k, tasks) and refused with a 4xx that says why.
@@ -36,10 +36,10 @@ class Limits:
     max_k: int = 64
     max_queries: int = 256  # per request
     max_query_chars: int = 8192
-    max_examples: int = 1000  # per POST /v1/examples
+    max_passages: int = 1000  # per POST /v1/passages
     max_body_bytes: int = 2_000_000
     max_batch_queries: int = 512  # per encoder pass, over all queued requests
-    read_only: bool = False  # refuse POST /v1/examples
+    read_only: bool = False  # refuse POST /v1/passages
 
 
 class Strict(BaseModel):
@@ -49,7 +49,7 @@ class Strict(BaseModel):
 class SelectRequest(Strict):
     query: str | None = Field(None, min_length=1, description="One query; or `queries`.")
     queries: list[str] | None = Field(None, min_length=1, description="Several queries, answered in order.")
-    task: str | None = Field(None, description="Only this task's examples; default: the whole pool.")
+    task: str | None = Field(None, description="Only this task's passages; default: the whole pool.")
     k: int = Field(8, ge=1, description="Examples per query.")
     budget_tokens: int | None = Field(None, ge=1, description="Drop the least similar examples to fit.")
     diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight: 0 = by similarity only.")
@@ -82,7 +82,7 @@ class PromptResponse(BaseModel):
     examples: list[list[ExampleOut]]
 
 
-class ExampleIn(Strict):
+class PassageIn(Strict):
     id: str | None = Field(None, min_length=1)
     contents: str | None = Field(None, min_length=1, description="`query` + newline + `answer`, or give those two.")
     query: str | None = None
@@ -90,14 +90,14 @@ class ExampleIn(Strict):
     task_name: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
-    def _text(self) -> ExampleIn:
+    def _text(self) -> PassageIn:
         if self.contents is None and (self.query is None or self.answer is None):
             raise ValueError("give `contents`, or both `query` and `answer`")
         return self
 
 
 class AddRequest(Strict):
-    examples: list[ExampleIn] = Field(min_length=1)
+    passages: list[PassageIn] = Field(min_length=1)
 
 
 class AddResponse(BaseModel):
@@ -219,13 +219,13 @@ def create_app(selector: Selector, limits: Limits = Limits()) -> FastAPI:
         prompts = [build_prompt(ex, q) for q, ex in zip(request.texts, texts, strict=True)]
         return PromptResponse(prompts=prompts, examples=[_out(x) for x in chosen])
 
-    @app.post("/v1/examples", response_model=AddResponse)
+    @app.post("/v1/passages", response_model=AddResponse)
     async def add(request: AddRequest) -> AddResponse:
         if limits.read_only:
             raise HTTPException(403, "this service is read-only (started with --read-only)")
-        if len(request.examples) > limits.max_examples:
-            raise HTTPException(413, f"{len(request.examples)} examples; the limit is {limits.max_examples}")
-        items = [e.model_dump(exclude_none=True) for e in request.examples]
+        if len(request.passages) > limits.max_passages:
+            raise HTTPException(413, f"{len(request.passages)} passages; the limit is {limits.max_passages}")
+        items = [p.model_dump(exclude_none=True) for p in request.passages]
         try:
             added = await batcher.call(selector.add, items)
         except ValueError as exc:
