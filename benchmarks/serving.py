@@ -182,7 +182,7 @@ def bench_http(pool_size: int, requests: int, concurrency: int, port: int) -> di
 
         path = Path(tmp) / "passages.jsonl"
         write_jsonl(path, pool)
-        cmd = [sys.executable, "-m", "llmr.cli", "serve", "--pool", str(path), "--port", str(port), "--read-only"]
+        cmd = [sys.executable, "-m", "llmr.cli", "serve", "--pool", str(path), "--port", str(port)]
         server = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         try:
             deadline = time.time() + 900

@@ -68,18 +68,23 @@ def test_readme_http(workdir: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
     commands = block("http").replace("8000", port).replace("\\\n", " ").strip().splitlines()
-    serve = commands.pop(0)
-    assert serve.endswith("&")
+    export, serve = commands.pop(0), commands.pop(0)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # as in an active venv
+    token = subprocess.run(
+        ["bash", "-c", f'{export}\nprintf %s "$LLMR_TOKEN"'], env=env, capture_output=True, text=True
+    )
+    env["LLMR_TOKEN"] = token.stdout
+    assert len(token.stdout) == 32 and serve.endswith("&")
     argv = shlex.split(serve.rstrip("& "))
     assert argv[0] == "llmr"
-    server = subprocess.Popen([sys.executable, "-m", "llmr.cli", *argv[1:]], cwd=workdir)
+    server = subprocess.Popen([sys.executable, "-m", "llmr.cli", *argv[1:]], cwd=workdir, env=env)
     try:
         deadline = time.time() + 300
         while subprocess.run(["curl", "-sf", f"localhost:{port}/healthz"], capture_output=True).returncode != 0:
             assert server.poll() is None and time.time() < deadline, "llmr serve did not start"
             time.sleep(0.5)
         replies = [
-            json.loads(subprocess.run(cmd, shell=True, cwd=workdir, capture_output=True, text=True).stdout)
+            json.loads(subprocess.run(cmd, shell=True, cwd=workdir, env=env, capture_output=True, text=True).stdout)
             for cmd in commands
         ]
     finally:

@@ -156,9 +156,24 @@ def service(selector: llmr.Selector):
     from llmr.serving.service import Limits, background_server, create_app
 
     sel = llmr.Selector.load("all-minilm-l6-v2", pool())
-    limits = Limits(max_k=8, max_queries=4, max_body_bytes=20_000, max_passages=3)
-    with background_server(create_app(sel, limits)) as url:
+    limits = Limits(
+        max_k=8,
+        max_queries=4,
+        max_results=24,
+        max_body_bytes=20_000,
+        max_passages=3,
+        max_passage_chars=2_000,
+        max_added=5,
+        max_response_bytes=2_000,
+        read_timeout_s=0.5,
+        allow_additions=True,
+    )
+    with background_server(create_app(sel, limits, token=TOKEN)) as url:
         yield url
+
+
+TOKEN = "s3cret"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
 def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector) -> None:
@@ -177,11 +192,13 @@ def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector)
         added = client.post(
             "/v1/passages",
             json={"passages": [{"query": "Parliament votes", "answer": "World", "task_name": "ag_news", "id": "w1"}]},
+            headers=AUTH,
         )
         assert added.json() == {"added": 1, "pool_size": len(pool()) + 1}
         top = client.post("/v1/select", json={"query": "parliament voted", "k": 1, "task": "ag_news"}).json()
         assert top["results"][0][0]["id"] == "w1"
-        assert client.post("/v1/passages", json={"passages": [{"id": "w1", "contents": "x\ny"}]}).status_code == 409
+        again = client.post("/v1/passages", json={"passages": [{"id": "w1", "contents": "x\ny"}]}, headers=AUTH)
+        assert again.status_code == 409
         assert "/v1/select" in client.get("/openapi.json").json()["paths"]
 
 
@@ -199,6 +216,12 @@ def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector)
         ({"queries": ["a"] * 5}, 413, "limit is 4"),
         ({"query": "a" * 30_000}, 413, "bytes"),
         ({"query": 3}, 422, "valid string"),
+        ({"query": "a", "k": "5"}, 422, "valid integer"),  # no coercion
+        ({"query": "a", "k": True}, 422, "valid integer"),
+        ({"queries": ["a", ""]}, 422, "at least 1 character"),
+        ({"query": "a", "balance_labels": "yes"}, 422, "valid boolean"),
+        ({"queries": ["a"] * 4, "k": 7}, 413, "over 24 results"),
+        ({"query": "a", "k": 8}, 200, ""),
     ],
 )
 def test_service_refuses_bad_requests_clearly(service: str, body: dict, status: int, message: str) -> None:
@@ -210,8 +233,9 @@ def test_service_refuses_bad_requests_clearly(service: str, body: dict, status: 
 def test_service_refuses_malformed_json_and_bad_examples(service: str) -> None:
     bad = httpx.post(f"{service}/v1/select", content=b"{not json", headers={"content-type": "application/json"})
     assert bad.status_code == 422 and "JSON" in bad.text
-    assert httpx.post(f"{service}/v1/passages", json={"passages": [{"query": "q"}]}).status_code == 422
-    assert httpx.post(f"{service}/v1/passages", json={"passages": [{"contents": "x\ny"}] * 4}).status_code == 413
+    assert httpx.post(f"{service}/v1/passages", json={"passages": [{"query": "q"}]}, headers=AUTH).status_code == 422
+    four = httpx.post(f"{service}/v1/passages", json={"passages": [{"contents": "x\ny"}] * 4}, headers=AUTH)
+    assert four.status_code == 413
     assert httpx.get(f"{service}/healthz").status_code == 200  # still up
 
 
@@ -227,12 +251,83 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(service: s
     assert asyncio.run(run()) == [expected[q] for q in queries]
 
 
-def test_read_only_service_refuses_additions(selector: llmr.Selector) -> None:
+def test_additions_are_off_by_default_and_need_the_token(service: str, selector: llmr.Selector) -> None:
     from llmr.serving.service import Limits, background_server, create_app
 
-    with background_server(create_app(selector, Limits(read_only=True))) as url:
-        got = httpx.post(f"{url}/v1/passages", json={"passages": [{"contents": "x\ny"}]})
-        assert got.status_code == 403 and "read-only" in got.text
+    one = {"passages": [{"contents": "x\ny"}]}
+    with background_server(create_app(selector)) as url:
+        got = httpx.post(f"{url}/v1/passages", json=one, headers=AUTH)
+        assert got.status_code == 403 and "--allow-additions" in got.text
+    with pytest.raises(ValueError, match="token"):
+        create_app(selector, Limits(allow_additions=True))
+    assert httpx.post(f"{service}/v1/passages", json=one).status_code == 401
+    assert httpx.post(f"{service}/v1/passages", json=one, headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert "s3cret" not in httpx.get(f"{service}/v1/info").text
+
+
+def test_additions_are_bounded_per_passage_and_in_total(service: str) -> None:
+    big = httpx.post(f"{service}/v1/passages", json={"passages": [{"contents": "x" * 2_001}]}, headers=AUTH)
+    assert big.status_code == 413 and "passage 0 has over 2000 characters" in big.text
+    for _ in range(2):  # 3 + 3 passes the limit of 5 on the second request at the latest
+        total = httpx.post(f"{service}/v1/passages", json={"passages": [{"contents": "x\ny"}] * 3}, headers=AUTH)
+    assert total.status_code == 413 and "limit is 5 in all" in total.text
+
+
+def test_lone_surrogates_and_chunked_bodies_over_the_cap_are_refused(service: str) -> None:
+    surrogate = httpx.post(
+        f"{service}/v1/select", content=b'{"query": "\\ud800"}', headers={"content-type": "application/json"}
+    )
+    assert surrogate.status_code == 422 and "unicode" in surrogate.text
+
+    def chunks():  # no Content-Length: the cap must count what streams in
+        for _ in range(100):
+            yield b" " * 1000
+
+    got = httpx.post(f"{service}/v1/select", content=chunks(), headers={"content-type": "application/json"})
+    assert got.status_code == 413 and "over 20000 bytes" in got.text
+
+
+def test_a_response_over_its_byte_cap_is_refused(service: str) -> None:
+    got = httpx.post(f"{service}/v1/select", json={"queries": ["a dull movie"] * 4, "k": 6})
+    assert got.status_code == 413 and "response would be over 2000 bytes" in got.text
+
+
+def test_stalled_bodies_and_silent_connections_are_closed(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(service).hostname, urlsplit(service).port
+    with socket.create_connection((host, port), timeout=5) as sock:  # promises 100 bytes, sends 2
+        sock.sendall(b"POST /v1/select HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{}")
+        assert b" 408 " in sock.recv(4096).split(b"\r\n")[0] + b" "
+    from llmr.serving import service as module
+
+    monkeypatch.setattr(module.HeadTimeout, "seconds", 0.3)
+    with socket.create_connection((host, port), timeout=5) as sock:  # connects, never sends a request
+        assert sock.recv(1) == b""  # the server closed it
+
+
+def test_an_empty_pool_answers_503_not_500() -> None:
+    from llmr.serving.service import background_server, create_app
+
+    empty = llmr.Selector.load("all-minilm-l6-v2", [])
+    with background_server(create_app(empty)) as url:
+        got = httpx.post(f"{url}/v1/select", json={"query": "a"})
+        assert got.status_code == 503 and "pool is empty" in got.text
+
+
+def test_request_log_is_one_line_per_request_and_bounded_in_a_storm(caplog: pytest.LogCaptureFixture) -> None:
+    from llmr.serving.service import RequestLog
+
+    request_log = RequestLog(per_second=10)
+    with caplog.at_level("INFO", logger="llmr.serve"):
+        for _ in range(500):
+            request_log("POST", "/v1/select", 422, 1.5)
+        request_log.window -= 1.0  # the next second
+        request_log("GET", "/healthz", 200, 0.2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "POST /v1/select 422 1.5 ms" and len(lines) == 12
+    assert lines[10] == "490 request lines dropped (over 10 a second)" and lines[11].startswith("GET /healthz 200")
 
 
 @pytest.mark.slow

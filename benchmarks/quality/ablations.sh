@@ -19,6 +19,7 @@ declare -A CHANGE=(
   [both]="--set pipeline.retriever.train_side=both"                                # both sides train (the paper; slow)
   [all8]="$ALL8"                                                                    # every candidate in the KL group
   [pen8]="$ALL8 --set pipeline.distill.teacher=penalties"
+  [bothpen]="--set pipeline.retriever.train_side=both --set pipeline.distill.teacher=penalties"  # the label alone, both sides
 )
 [ $# -gt 0 ] || set -- penalties epochs3 samelabel scale16
 methods="bm25,dense,llmr-1"

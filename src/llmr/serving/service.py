@@ -2,10 +2,13 @@
 
     POST /v1/select    {"query": "..."} or {"queries": [...]}, k, task, budget_tokens, diversity, balance_labels
     POST /v1/prompt    the same request -> LLM-R prompts (examples, most similar last, then the query)
-    POST /v1/passages {"passages": [{"query": ..., "answer": ..., "task_name": ...}]} -> added to the pool
+    POST /v1/passages  {"passages": [{"query": ..., "answer": ..., "task_name": ...}]} -> added to the pool
+                       (off unless `Limits.allow_additions`; then "Authorization: Bearer <token>")
     GET  /healthz, GET /v1/info
 
-Requests are validated (unknown fields, sizes, k, tasks) and refused with a 4xx that says why.
+Every size is bounded (`Limits`): the body is read as a stream up to its cap, queries x k, each added
+passage, the additions in total, and the response's bytes. Requests are validated strictly (no
+coercion of "5" or true, no empty or invalid-Unicode strings) and refused with a 4xx that says why.
 Concurrent requests are batched: while the selector works on one batch, new requests queue, and the
 next batch takes all of them (up to `max_batch_queries`) in one encoder pass. No timer is involved,
 so a lone request is not delayed. One worker thread runs the selector, so searches and additions
@@ -15,41 +18,60 @@ never overlap.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
+import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+import uvicorn
+from fastapi import FastAPI, Header, HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from llmr.prompt import build_prompt
 from llmr.serving.selector import Selector
 
+log = logging.getLogger("llmr.serve")
+
 
 @dataclass(frozen=True)
 class Limits:
+    """Every bound the service enforces (shown at GET /v1/info)."""
+
     max_k: int = 64
     max_queries: int = 256  # per request
+    max_results: int = 4096  # queries x k per request
     max_query_chars: int = 8192
+    max_passage_chars: int = 16_384  # per added passage
     max_passages: int = 1000  # per POST /v1/passages
-    max_body_bytes: int = 2_000_000
+    max_added: int = 100_000  # passages added over the service's life
+    max_body_bytes: int = 2_000_000  # counted as the body streams in, whatever Content-Length says
+    max_response_bytes: int = 32_000_000
     max_batch_queries: int = 512  # per encoder pass, over all queued requests
-    read_only: bool = False  # refuse POST /v1/passages
+    read_timeout_s: float = 10.0  # between two chunks of a body
+    allow_additions: bool = False  # POST /v1/passages (needs a token)
+
+
+Text = Annotated[str, Field(min_length=1)]  # strict: a lone surrogate is refused too
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "5" is not an int, true is not a number
 
 
 class SelectRequest(Strict):
-    query: str | None = Field(None, min_length=1, description="One query; or `queries`.")
-    queries: list[str] | None = Field(None, min_length=1, description="Several queries, answered in order.")
-    task: str | None = Field(None, description="Only this task's passages; default: the whole pool.")
+    query: Text | None = Field(None, description="One query; or `queries`.")
+    queries: list[Text] | None = Field(None, min_length=1, description="Several queries, answered in order.")
+    task: Text | None = Field(None, description="Only this task's passages; default: the whole pool.")
     k: int = Field(8, ge=1, description="Examples per query.")
     budget_tokens: int | None = Field(None, ge=1, description="Drop the least similar examples to fit.")
     diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight: 0 = by similarity only.")
@@ -83,17 +105,21 @@ class PromptResponse(BaseModel):
 
 
 class PassageIn(Strict):
-    id: str | None = Field(None, min_length=1)
-    contents: str | None = Field(None, min_length=1, description="`query` + newline + `answer`, or give those two.")
-    query: str | None = None
-    answer: str | None = None
-    task_name: str | None = Field(None, min_length=1)
+    id: Text | None = None
+    contents: Text | None = Field(None, description="`query` + newline + `answer`, or give those two.")
+    query: Text | None = None
+    answer: Text | None = None
+    task_name: Text | None = None
 
     @model_validator(mode="after")
     def _text(self) -> PassageIn:
         if self.contents is None and (self.query is None or self.answer is None):
             raise ValueError("give `contents`, or both `query` and `answer`")
         return self
+
+    @property
+    def size(self) -> int:
+        return sum(len(v) for v in (self.contents, self.query, self.answer) if v)
 
 
 class AddRequest(Strict):
@@ -156,8 +182,102 @@ def _out(examples: list[Any]) -> list[ExampleOut]:
     return [ExampleOut(**e.passage.model_dump(), score=e.score) for e in examples]
 
 
-def create_app(selector: Selector, limits: Limits = Limits()) -> FastAPI:
+class RequestLog:
+    """One line per request (method, path, status, ms) at INFO, at most `per_second` lines a second;
+    the lines an error storm would add are counted and reported as one."""
+
+    def __init__(self, per_second: int = 50) -> None:
+        self.per_second, self.window, self.lines, self.dropped = per_second, 0.0, 0, 0
+
+    def __call__(self, method: str, path: str, status: int, ms: float) -> None:
+        now = time.monotonic()
+        if now - self.window >= 1.0:
+            if self.dropped:
+                log.warning("%d request lines dropped (over %d a second)", self.dropped, self.per_second)
+            self.window, self.lines, self.dropped = now, 0, 0
+        if self.lines < self.per_second:
+            self.lines += 1
+            log.info("%s %s %d %.1f ms", method, path, status, ms)
+        else:
+            self.dropped += 1
+
+
+class Guard:
+    """ASGI middleware: reads the body as a stream and refuses it (413) past `max_body_bytes`, whatever
+    Content-Length claims, or (408) when the client stalls; logs each request."""
+
+    def __init__(self, app: Any, limits: Limits) -> None:
+        self.app, self.limits, self.log = app, limits, RequestLog()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 0
+
+        async def send_logged(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            body = await self._read(scope, receive)
+            if isinstance(body, tuple):
+                await _reply(send_logged, *body)
+            else:
+                await self.app(scope, _replay(body, receive), send_logged)
+        finally:
+            self.log(scope["method"], scope["path"], status, 1000 * (time.perf_counter() - start))
+
+    async def _read(self, scope: dict, receive: Any) -> bytes | tuple[int, str]:
+        cap = self.limits.max_body_bytes
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            return 413, f"request body over {cap} bytes"
+        chunks, size, more = [], 0, True
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), self.limits.read_timeout_s)
+            except TimeoutError:
+                return 408, f"no body data for {self.limits.read_timeout_s:g} s"
+            if message["type"] == "http.disconnect":
+                return 400, "the client disconnected"
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > cap:
+                return 413, f"request body over {cap} bytes"
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect, as the server would
+
+    return replay
+
+
+async def _reply(send: Any, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(selector: Selector, limits: Limits = Limits(), token: str | None = None) -> FastAPI:
+    """The service over `selector`. Additions need `limits.allow_additions` and then `token`, sent as
+    "Authorization: Bearer <token>"."""
+    if limits.allow_additions and not token:
+        raise ValueError("pool additions need a token (llmr serve --token or LLMR_TOKEN)")
     batcher = Batcher(selector, limits.max_batch_queries)
+    added = 0
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -172,20 +292,24 @@ def create_app(selector: Selector, limits: Limits = Limits()) -> FastAPI:
         description="In-context examples chosen by a retriever trained with LLM feedback (LLM-R).",
         lifespan=lifespan,
     )
+    app.add_middleware(Guard, limits=limits)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
-            return JSONResponse({"detail": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes each bad input: up to the whole body, or text that cannot be encoded
+        detail = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     def check(request: SelectRequest) -> None:
         texts = request.texts
+        if not len(selector):
+            raise HTTPException(503, "the pool is empty: nothing to select from")
         if request.k > limits.max_k:
             raise HTTPException(422, f"k = {request.k} is over this service's limit of {limits.max_k}")
         if len(texts) > limits.max_queries:
             raise HTTPException(413, f"{len(texts)} queries in one request; the limit is {limits.max_queries}")
+        if len(texts) * request.k > limits.max_results:
+            raise HTTPException(413, f"{len(texts)} queries x k = {request.k} is over {limits.max_results} results")
         longest = max(range(len(texts)), key=lambda i: len(texts[i]))
         if len(texts[longest]) > limits.max_query_chars:
             raise HTTPException(422, f"query {longest} has over {limits.max_query_chars} characters")
@@ -195,9 +319,13 @@ def create_app(selector: Selector, limits: Limits = Limits()) -> FastAPI:
     async def choose(request: SelectRequest) -> list[list[Any]]:
         check(request)
         try:
-            return await batcher.select(request)
+            chosen = await batcher.select(request)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        size = sum(len(e.passage.contents) + len(e.passage.id) + 64 for examples in chosen for e in examples)
+        if size > limits.max_response_bytes:
+            raise HTTPException(413, f"the response would be over {limits.max_response_bytes} bytes; ask for fewer")
+        return chosen
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -213,26 +341,66 @@ def create_app(selector: Selector, limits: Limits = Limits()) -> FastAPI:
 
     @app.post("/v1/prompt", response_model=PromptResponse)
     async def prompt(request: SelectRequest) -> PromptResponse:
-
         chosen = await choose(request)
         texts = [[e.passage.contents for e in examples][::-1] for examples in chosen]
         prompts = [build_prompt(ex, q) for q, ex in zip(request.texts, texts, strict=True)]
         return PromptResponse(prompts=prompts, examples=[_out(x) for x in chosen])
 
     @app.post("/v1/passages", response_model=AddResponse)
-    async def add(request: AddRequest) -> AddResponse:
-        if limits.read_only:
-            raise HTTPException(403, "this service is read-only (started with --read-only)")
-        if len(request.passages) > limits.max_passages:
-            raise HTTPException(413, f"{len(request.passages)} passages; the limit is {limits.max_passages}")
+    async def add(request: AddRequest, authorization: Annotated[str, Header()] = "") -> AddResponse:
+        nonlocal added
+        if not limits.allow_additions:
+            raise HTTPException(403, "this service does not take additions (start it with --allow-additions)")
+        if not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "additions need the header 'Authorization: Bearer <token>'")
+        n = len(request.passages)
+        if n > limits.max_passages:
+            raise HTTPException(413, f"{n} passages; the limit is {limits.max_passages}")
+        if added + n > limits.max_added:
+            raise HTTPException(413, f"{added} passages added already; the limit is {limits.max_added} in all")
+        big = next((i for i, p in enumerate(request.passages) if p.size > limits.max_passage_chars), None)
+        if big is not None:
+            raise HTTPException(413, f"passage {big} has over {limits.max_passage_chars} characters")
         items = [p.model_dump(exclude_none=True) for p in request.passages]
         try:
-            added = await batcher.call(selector.add, items)
+            n = await batcher.call(selector.add, items)
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
-        return AddResponse(added=added, pool_size=len(selector))
+        added += n
+        return AddResponse(added=n, pool_size=len(selector))
 
     return app
+
+
+class HeadTimeout(H11Protocol):
+    """Closes a connection that sends no request head within `seconds` (uvicorn has no such timeout)."""
+
+    seconds = 10.0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.loop.call_later(self.seconds, self._no_head)
+
+    def _no_head(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            self.transport.close()
+
+
+def server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> Any:
+    """A uvicorn server whose connections are bounded: a 503 past `limit_concurrency`, idle keep-alive closed
+    after 5 s, and a client that sends no request head closed after 10 s (slowloris)."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            http=HeadTimeout,
+            limit_concurrency=1024,
+            timeout_keep_alive=5,
+            log_level="warning",  # requests are logged by Guard
+            access_log=False,
+        )
+    )
 
 
 @contextmanager
@@ -240,24 +408,21 @@ def background_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> I
     """Run `app` with uvicorn in a thread (tests, benchmarks, notebooks); yields its base URL."""
     import socket
     import threading
-    import time
-
-    import uvicorn
 
     if port == 0:
         with socket.socket() as sock:
             sock.bind((host, 0))
             port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    running = server(app, host, port)
+    thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
-    while not server.started:
+    while not running.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"the server did not start on {host}:{port}")
         time.sleep(0.01)
     try:
         yield f"http://{host}:{port}"
     finally:
-        server.should_exit = True
+        running.should_exit = True
         thread.join(timeout=10)
