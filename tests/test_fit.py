@@ -60,3 +60,23 @@ def test_checkpoints_of_another_config_are_not_resumed(tmp_path: Path) -> None:
         cands, pool, out, RewardConfig(epochs=4, batch_size=6, learning_rate=1e-5, bf16=False), callbacks=[other]
     )
     assert other.steps == [1, 2, 3, 4]  # started over
+
+
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
+def test_a_checkpoint_cut_short_and_other_data_are_not_resumed(tmp_path: Path) -> None:
+    cands, pool = _data()
+    out = tmp_path / "reward"
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[Steps(kill_at=3)])
+    cut = out / "checkpoints" / "checkpoint-3"  # a kill while the trainer wrote step 3's checkpoint
+    cut.mkdir()
+    (cut / "model.safetensors").write_bytes(b"half")
+    resumed = Steps()
+    train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[resumed])
+    assert resumed.steps == [3, 4]  # from checkpoint-2, the last complete one (this failed with FileNotFoundError)
+
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(cands, pool, tmp_path / "b", CONFIG, save_steps=2, callbacks=[Steps(kill_at=3)])
+    other = Steps()  # the same config on other scores: resuming would mix two runs' data
+    train_reward_model(list(reversed(cands)), pool, tmp_path / "b", CONFIG, save_steps=2, callbacks=[other])
+    assert other.steps == [1, 2, 3, 4]

@@ -21,18 +21,21 @@ def temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
-def write_json(path: Path | str, obj: Any) -> None:
-    """Atomically write one JSON document (manifests, reports)."""
+def write_text(path: Path | str, text: str) -> None:
+    """Atomically write a text file (reports, sidecars): a kill leaves the old file or the new one."""
     path = Path(path)
     tmp = temp_beside(path)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False, sort_keys=True)
-            fh.write("\n")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path | str, obj: Any) -> None:
+    """Atomically write one JSON document (manifests, reports)."""
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def file_fingerprint(path: Path | str) -> str:
@@ -40,4 +43,19 @@ def file_fingerprint(path: Path | str) -> str:
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def folder_fingerprint(path: Path | str, hash_below: int = 64 << 20) -> str:
+    """What a model folder (or file) holds: the content hash of each file under `hash_below` bytes (configs,
+    tokenizers, small weights) and the size and mtime of larger ones, so an edited config is a new model."""
+    path = Path(path)
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+    )
+    digest = hashlib.sha256()
+    for f in files:
+        stat = f.stat()
+        digest.update(f"{f.relative_to(path) if path.is_dir() else f.name}\0{stat.st_size}\0".encode())
+        digest.update(file_fingerprint(f).encode() if stat.st_size < hash_below else str(stat.st_mtime_ns).encode())
     return "sha256:" + digest.hexdigest()

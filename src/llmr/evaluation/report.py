@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from llmr.base.files import write_json
+from llmr.base.files import temp_beside, write_json, write_text
 from llmr.data.jsonl import write_jsonl
 from llmr.evaluation.metrics import metric_for, paired_bootstrap, summarize, task_score
 from llmr.tasks import CATEGORIES, TASKS
@@ -132,8 +133,10 @@ def _grouped_bars(labels: list[str], series: Mapping[str, list[float]], title: s
     ax.set_title(title)
     ax.legend(fontsize=8, ncols=min(6, len(series)), loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    tmp = temp_beside(path)
+    fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    os.replace(tmp, path)
     return path
 
 
@@ -172,7 +175,7 @@ def write_report(runs: Runs, out_dir: Path, n_resamples: int = 1000) -> dict[str
     out_dir.mkdir(parents=True, exist_ok=True)
     results = aggregate(runs, n_resamples)
     write_json(out_dir / "results.json", results)
-    (out_dir / "results.md").write_text(markdown(results))
+    write_text(out_dir / "results.md", markdown(results))
     results["plots"] = [p.name for p in plots(results, out_dir)]
     write_jsonl(
         out_dir / "explanations.jsonl.gz",

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from llmr.base.files import write_json
+from llmr.base.files import write_json, write_text
 from llmr.base.manifest import write_manifest
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
@@ -105,7 +105,7 @@ class Study:
             seconds=time.perf_counter() - started,
             llm=self.eval_llm.fingerprint,
         )
-        (eval_dir / "study.md").write_text(study_markdown(stages, results, timings, eval_dir))
+        write_text(eval_dir / "study.md", study_markdown(stages, results, timings, eval_dir))
         return {"stages": stages, "results": results, "eval_seconds": timings}
 
     @property

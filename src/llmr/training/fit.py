@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +17,63 @@ from llmr.base.encoders import default_dtype
 from llmr.distributed.ddp import barrier, is_main_process, world_size
 
 SAVE_STEPS = 50  # a kill loses at most this many steps
+STAMP = "llmr_config.json"
+log = logging.getLogger("llmr.training")
+
+
+def data_fingerprint(rows: Any) -> str:
+    """A hash of the training rows (texts and teacher scores): checkpoints of other data are not resumed."""
+    return "sha256:" + hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def open_checkpoints(out: Path, config: Any, data: str) -> Path:
+    """`out/checkpoints` for this run: kept when its stamp (config and data fingerprint) matches, so the run
+    resumes; replaced when another run made it; refused (not deleted) when llmr did not make it."""
+    if out.is_dir() and not (out / STAMP).exists():
+        foreign = [p.name for p in out.iterdir() if p.name not in ("checkpoints", ".checkpoints.tmp")]
+        if foreign:
+            raise FileExistsError(f"{out} holds files llmr did not write ({foreign[0]}): give a new or empty folder")
+    folder, stamp = out / "checkpoints", json.dumps({"config": asdict(config), "data": data}, indent=2, sort_keys=True)
+    if folder.exists():
+        if not (folder / STAMP).exists():
+            raise FileExistsError(f"{folder} was not made by llmr (no {STAMP}): move it away")
+        if (folder / STAMP).read_text() == stamp:
+            return folder
+        shutil.rmtree(folder)  # another run's: resuming would mix two runs
+    tmp = out / ".checkpoints.tmp"  # the folder appears with its stamp, or not at all
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / STAMP).write_text(stamp)
+    os.replace(tmp, folder)
+    return folder
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete checkpoint: the trainer writes trainer_state.json last, so one without a
+    readable one was cut by a kill; it is removed, and the run resumes from the one before (or starts over)."""
+    steps = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0), reverse=True)
+    for checkpoint in steps:
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+            return checkpoint
+        except (OSError, ValueError):
+            log.warning("%s was cut short by a kill: removed, resuming from an earlier one", checkpoint)
+            shutil.rmtree(checkpoint)
+    return None
+
+
+def publish(out: Path, save: Callable[[Path], None]) -> None:
+    """`save` the finished model into a folder beside `out`, then swap it in: a kill leaves the old `out`
+    (with its checkpoints) or the new model, never half of one."""
+    staging, old = out.parent / f".{out.name}.saving", out.parent / f".{out.name}.old"
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)  # named by llmr: a killed run's
+    staging.mkdir(parents=True)
+    save(staging)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def fit(
@@ -29,9 +91,9 @@ def fit(
     """Train `model` on `dataset` and save it to `out` (safetensors, plus llmr_config.json).
 
     The dataset already holds one rotated group per query per epoch, so the trainer runs one pass.
-    Checkpoints go to `out/checkpoints`; a re-run with the same config resumes from the last one (a
-    changed config starts over), and they are removed once the model is saved. The loss curve (mean
-    over all processes, ~100 points) goes to `out/training_log.json`.
+    Checkpoints go to `out/checkpoints`; a re-run with the same config and data resumes from the last
+    complete one (anything else starts over), and they go once the model is published. The loss curve
+    (mean over all processes, ~100 points) goes to `out/training_log.json`.
 
     Under torchrun (DDP), `config.batch_size` stays the global batch: each of the N processes takes
     batch_size / N, so a run gives the same steps on any number of processes (when the batch divides the
@@ -45,13 +107,8 @@ def fit(
         raise ValueError(f"batch_size {config.batch_size} does not split over {world_size()} processes")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     checkpoints = out / "checkpoints"
-    settings = json.dumps(asdict(config), indent=2, sort_keys=True)
-    stamp = checkpoints / "llmr_config.json"
-    if is_main_process():
-        if checkpoints.exists() and (not stamp.exists() or stamp.read_text() != settings):
-            shutil.rmtree(checkpoints)  # made by another config: resuming would mix two runs
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(settings)
+    if is_main_process():  # removes a checkpoint a kill cut short
+        latest_checkpoint(open_checkpoints(out, config, data_fingerprint(dataset.to_dict())))
     args = args_cls(
         output_dir=str(checkpoints),
         num_train_epochs=1,
@@ -70,12 +127,16 @@ def fit(
     )
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks)
     barrier()  # the trainer has joined the process group; process 0 has cleaned the checkpoints
-    resume = any(checkpoints.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=resume or None)
+    resume = latest_checkpoint(checkpoints)  # the same one in every process, after process 0's clean-up
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if is_main_process():
-        model.save_pretrained(str(out), safe_serialization=True)
-        (out / "llmr_config.json").write_text(settings)
-        (out / "training_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-        shutil.rmtree(checkpoints)
+        publish(out, partial(save_model, model, config, trainer.state.log_history))
     barrier()
     return out
+
+
+def save_model(model: Any, config: Any, log_history: list, folder: Path) -> None:
+    """The model as a plain sentence-transformers folder, with llmr's config and the loss curve beside it."""
+    model.save_pretrained(str(folder), safe_serialization=True)
+    (folder / STAMP).write_text(json.dumps(asdict(config), indent=2, sort_keys=True))
+    (folder / "training_log.json").write_text(json.dumps(log_history, indent=1))

@@ -9,25 +9,26 @@ the query, which keeps the queries in the space the pool was embedded in. The sa
 sentence-transformers Router (query modules: the trained encoder; document modules: the base
 encoder): `encode_query` / `encode_document` route.
 
-Checkpoints (every SAVE_STEPS steps: the query encoder's weights as safetensors, the optimizer as
-tensors loaded with weights_only) let a killed run resume; a changed config starts over."""
+Checkpoints (every SAVE_STEPS steps: one file, written atomically, with the query encoder's weights
+and the optimizer as tensors loaded with weights_only) let a killed run resume; a changed config or
+changed data starts over."""
 
 from __future__ import annotations
 
-import json
+import os
 import random
-import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llmr.base.encoders import default_dtype, resolve_encoder
+from llmr.base.files import temp_beside
 from llmr.base.progress import progress_bar
 from llmr.data.schema import CandidateList, Passage
-from llmr.training.fit import SAVE_STEPS
+from llmr.training.fit import SAVE_STEPS, data_fingerprint, open_checkpoints, publish, save_model
 from llmr.training.groups import training_groups
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ def train_query_side(
     each optimizer step (benchmarks time it)."""
     import torch
     import torch.nn.functional as F
-    from safetensors.torch import load_file, save_file
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Router
     from transformers import get_linear_schedule_with_warmup
@@ -63,17 +63,12 @@ def train_query_side(
         order += block
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
 
-    checkpoints = out / "checkpoints"
-    settings = json.dumps(asdict(config), indent=2, sort_keys=True)
-    if checkpoints.exists() and (checkpoints / "llmr_config.json").read_text(errors="ignore") != settings:
-        shutil.rmtree(checkpoints)  # made by another config
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    (checkpoints / "llmr_config.json").write_text(settings)
-
+    doc_ids = sorted({d for _, g in groups for d in g.doc_ids})
+    rows = [[q, g.doc_ids, g.scores] for q, g in groups] + [passages[d].contents for d in doc_ids]
+    checkpoints = open_checkpoints(out, config, data_fingerprint(rows))
     base = resolve_encoder(config.model)
     documents = SentenceTransformer(base)
     documents.max_seq_length = config.document_max_length
-    doc_ids = sorted({d for _, g in groups for d in g.doc_ids})
     row = {d: i for i, d in enumerate(doc_ids)}
     saved_pool = checkpoints / "pool.npy"
     if saved_pool.exists():
@@ -82,7 +77,10 @@ def train_query_side(
         pool = documents.encode_document(
             [passages[d].contents for d in doc_ids], batch_size=64, normalize_embeddings=True, show_progress_bar=False
         )
-        np.save(saved_pool, pool, allow_pickle=False)
+        tmp = temp_beside(saved_pool)
+        with open(tmp, "wb") as fh:
+            np.save(fh, pool, allow_pickle=False)
+        os.replace(tmp, saved_pool)
     pool_vecs = torch.from_numpy(np.asarray(pool, dtype=np.float32))
 
     queries = SentenceTransformer(base)
@@ -96,8 +94,8 @@ def train_query_side(
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, len(batches) // 10), len(batches))
     start = 0
     if (checkpoints / "state.pt").exists():
-        queries.load_state_dict(load_file(checkpoints / "query.safetensors"))
         state = torch.load(checkpoints / "state.pt", weights_only=True)
+        queries.load_state_dict(state["weights"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start = int(state["step"])
@@ -133,23 +131,19 @@ def train_query_side(
             if on_step:
                 on_step(step + 1)
             if (step + 1) % save_steps == 0 and step + 1 < len(batches):
-                weights = {k: v.contiguous() for k, v in queries.state_dict().items()}
-                save_file(weights, checkpoints / "query.safetensors")
-                torch.save(
-                    {
-                        "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "step": step + 1,
-                        "rng": torch.get_rng_state(),
-                    },
-                    checkpoints / "state.pt",
-                )
+                state = {
+                    "weights": queries.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": step + 1,
+                    "rng": torch.get_rng_state(),
+                }
+                tmp = temp_beside(checkpoints / "state.pt")
+                torch.save(state, tmp)
+                os.replace(tmp, checkpoints / "state.pt")  # a kill mid-save keeps the previous checkpoint
 
     queries.eval()
     router = Router.for_query_document(list(queries.children()), list(documents.children()))
     model = SentenceTransformer(modules=[router])
-    model.save_pretrained(str(out), safe_serialization=True)
-    (out / "llmr_config.json").write_text(settings)
-    (out / "training_log.json").write_text(json.dumps(log[:: max(1, len(log) // 100)], indent=1))
-    shutil.rmtree(checkpoints)
+    publish(out, partial(save_model, model, config, log[:: max(1, len(log) // 100)]))
     return out
