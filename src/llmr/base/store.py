@@ -24,13 +24,33 @@ class Store:
         self.path, self.table = Path(path), table
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._create()
+        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database", "database disk image is malformed"
+            self._db.close()
+            raise ValueError(f"cache {self.path}: {exc} (delete it, or give another cache path)") from None
+
+    def _create(self) -> None:
+        columns = [row[1] for row in self._db.execute(f"PRAGMA table_info({self.table})")]
+        if columns == ["key", "value"]:  # llmr before namespaces: keep its entries, in the default namespace
+            with self._db:
+                self._db.execute(f"ALTER TABLE {self.table} RENAME TO {self.table}_v0")
+                self._make_table()
+                self._db.execute(f"INSERT INTO {self.table} SELECT '', key, value FROM {self.table}_v0")
+                self._db.execute(f"DROP TABLE {self.table}_v0")
+        elif columns and columns != ["namespace", "key", "value"]:
+            raise sqlite3.DatabaseError(f"table {self.table} has columns {', '.join(columns)}, not llmr's")
+        else:
+            self._make_table()
+            self._db.commit()
+
+    def _make_table(self) -> None:
         self._db.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
-            " PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+            f"CREATE TABLE IF NOT EXISTS {self.table} (namespace TEXT NOT NULL, key TEXT NOT NULL,"
+            " value TEXT NOT NULL, PRIMARY KEY (namespace, key)) WITHOUT ROWID"
         )
-        self._db.commit()
 
     def get_many(self, keys: Sequence[str], namespace: str = "") -> dict[str, Any]:
         found: dict[str, Any] = {}
