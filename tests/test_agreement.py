@@ -9,7 +9,7 @@ from llmr.training.agreement import agreement, kept_above_penalized
 def cands(scores: list[float]) -> CandidateList:
     ids = [f"d{i}" for i in range(len(scores))]
     return CandidateList(
-        query_id="q", query="x", answers=["y"], options=[""], task_name="sst2", doc_ids=ids, doc_scores=scores
+        query_id="q", query="x", answers=["Positive"], options=[""], task_name="sst2", doc_ids=ids, doc_scores=scores
     )
 
 

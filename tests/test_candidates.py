@@ -49,7 +49,9 @@ def test_unified_scope_puts_same_task_first() -> None:
 
 def test_top_n_and_batches_keep_input_order() -> None:
     pool = _pool()
-    other = QUERY.model_copy(update={"query_id": "q2", "query": "stocks fall today", "task_name": "ag_news"})
+    other = QUERY.model_copy(
+        update={"query_id": "q2", "query": "stocks fall today", "answers": ["Business"], "task_name": "ag_news"}
+    )
     queries = [QUERY, other] * 3
     out = list(mine_candidates(queries, pool, BM25Retriever(pool), top_n=1, scope="unified", batch_size=2))
     assert [c.query_id for c in out] == [q.query_id for q in queries]

@@ -18,7 +18,7 @@ from llmr.distributed.engine import LocalEngine, as_engine
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate
 from llmr.evaluation.selectors import make_selector
 from llmr.scoring.cache import ScoreCache
-from llmr.scoring.feedback import ScoringConfig, collect, make_jobs, run_scoring
+from llmr.scoring.feedback import ScoringConfig, cache_namespace, collect, make_jobs, run_scoring
 
 TESTS = Path(__file__).parent
 
@@ -78,7 +78,7 @@ def _local_scores(tmp_path: Path) -> list[CandidateList]:
     jobs = make_jobs(CANDIDATES, POOL, CONFIG)
     cache = ScoreCache(tmp_path / "local.sqlite")
     run_scoring(jobs, FakeLLM(), cache, CONFIG)
-    return list(collect(jobs, FakeLLM.fingerprint, cache))
+    return list(collect(jobs, cache_namespace(FakeLLM.fingerprint, CONFIG), cache))
 
 
 @pytest.mark.slow
@@ -101,7 +101,7 @@ def test_ray_scoring_equals_local_and_survives_a_killed_actor(ray_cluster: str, 
         stats = run_scoring(jobs, engine, cache, CONFIG, on_chunk=kill_one_worker)
         assert killed and ray.get(engine.actors[0].pid.remote()) != pids[0]  # a new incarnation
     assert stats == {"pairs": 132, "cached": 0, "scored": 132}
-    assert list(collect(jobs, FakeLLM.fingerprint, cache)) == _local_scores(tmp_path)
+    assert list(collect(jobs, cache_namespace(FakeLLM.fingerprint, CONFIG), cache)) == _local_scores(tmp_path)
 
 
 @pytest.mark.slow
@@ -123,7 +123,7 @@ def test_a_killed_ray_driver_resumes_from_the_cache(ray_cluster: str, tmp_path: 
         assert cache.count() == 5 * 4  # five committed chunks
         stats = run_scoring(jobs, engine, cache, CONFIG)
     assert stats == {"pairs": 132, "cached": 20, "scored": 112}
-    assert list(collect(jobs, FakeLLM.fingerprint, cache)) == _local_scores(tmp_path)
+    assert list(collect(jobs, cache_namespace(FakeLLM.fingerprint, CONFIG), cache)) == _local_scores(tmp_path)
 
 
 @pytest.mark.slow

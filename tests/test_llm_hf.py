@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -152,3 +154,15 @@ def test_shared_prefix_option_scores_equal_pairwise_scores(gemma_fp32: LLM) -> N
         assert [s.n_tokens for s in got] == [s.n_tokens for s in want]
         assert [s.logprob for s in got] == pytest.approx([s.logprob for s in want], abs=1e-3)
     assert gemma_fp32.rank_options(contexts[1], options[1])[0] == pytest.approx(shared[1][0].mean, abs=1e-4)
+
+
+def test_a_local_models_fingerprint_follows_its_contents(tmp_path: Path) -> None:
+    """The score and outcome caches are keyed by it: an edited config.json must not hit the old scores."""
+    from llmr.llm.models import model_fingerprint
+
+    (tmp_path / "config.json").write_text('{"rope_theta": 10000}')
+    (tmp_path / "model.safetensors").write_bytes(b"w" * 100)
+    before = model_fingerprint(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"rope_theta": 20000}')
+    assert model_fingerprint(str(tmp_path)) != before
+    assert model_fingerprint("org/hub-model") == "org/hub-model"

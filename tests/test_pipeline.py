@@ -63,14 +63,28 @@ def test_a_partial_nested_section_keeps_its_parents_defaults(tmp_path: Path) -> 
         ("[1, 2]\n", [], "mapping of sections"),
         ("reward: [\n", [], "not valid YAML"),
         ("", ["reward.epochs"], "expected section.key=value"),
+        ("", ["scoring=[1,2"], "not valid YAML"),  # was a raw YAML traceback
+        ("", ["scoring.n_candidates=-5"], "scoring.n_candidates = -5: Input should be greater than or equal to 1"),
+        ("", ["scoring.chunk_pairs=0"], "scoring.chunk_pairs = 0"),
+        ("", ["reward.epochs=-1"], "reward.epochs = -1"),
+        ("", ["retriever.batch_size=0"], "retriever.batch_size = 0"),
+        ("", ["retriever.temperature=0"], "retriever.temperature = 0: Input should be greater than 0"),
     ],
 )
 def test_config_errors_name_the_file_and_setting(tmp_path: Path, text: str, overrides: list[str], message: str) -> None:
+    """One line, before any model loads (these used to crash late, after the LLM had loaded)."""
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ValueError, match=r"bad\.yaml|override") as info:
         PipelineConfig.load(path, overrides)
-    assert message in str(info.value)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_settings_out_of_bounds_fail_when_built_directly() -> None:
+    from llmr.training.retriever import RetrieverConfig
+
+    with pytest.raises(ValueError, match="epochs = -1: must be at least 1"):
+        RetrieverConfig(epochs=-1)
 
 
 def test_shipped_configs_are_valid() -> None:

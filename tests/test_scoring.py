@@ -18,7 +18,7 @@ from llmr.data.directory import DataDir
 from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.prompt import build_prompt
 from llmr.scoring.cache import ScoreCache, pair_key
-from llmr.scoring.feedback import ScoringConfig, collect, make_jobs, plan, run_scoring, sample_doc_ids
+from llmr.scoring.feedback import ScoringConfig, cache_namespace, collect, make_jobs, plan, run_scoring, sample_doc_ids
 
 POOL = {
     p.id: p
@@ -88,7 +88,7 @@ def test_scores_are_cached_and_reused(tmp_path: Path) -> None:
     assert first == {"pairs": 4, "cached": 0, "scored": 4} and llm.calls == [1, 1, 1, 1]
     again = run_scoring(jobs, llm, cache, ScoringConfig(chunk_pairs=1))
     assert again == {"pairs": 4, "cached": 4, "scored": 0} and llm.calls == [1, 1, 1, 1]
-    out = list(collect(jobs, llm.fingerprint, cache))
+    out = list(collect(jobs, cache_namespace(llm.fingerprint, ScoringConfig(chunk_pairs=1)), cache))
     expected = FakeLLM().score(*zip(*[p for p in jobs[0].pairs if p], strict=True))
     assert out[0].doc_scores[0] == pytest.approx(expected[0].mean)
     assert out[0].doc_scores[1] == PENALTY and out[0].doc_scores[3] == PENALTY
@@ -103,7 +103,7 @@ def test_cache_is_keyed_by_model(tmp_path: Path) -> None:
     other.fingerprint = "fake:v2"
     assert run_scoring(jobs, other, cache, ScoringConfig())["scored"] == 2
     with pytest.raises(RuntimeError, match="no cached score"):
-        list(collect(jobs, "fake:v3", cache))
+        list(collect(jobs, cache_namespace("fake:v3", ScoringConfig()), cache))
 
 
 def test_pair_key_has_no_boundary_collisions() -> None:
@@ -113,13 +113,27 @@ def test_pair_key_has_no_boundary_collisions() -> None:
 def test_plan_counts_and_estimates(tmp_path: Path) -> None:
     jobs = make_jobs([SST2, COPA], POOL, ScoringConfig())
     cache = ScoreCache(tmp_path / "c.sqlite")
-    report = plan(jobs, FakeLLM(), cache)
+    report = plan(jobs, FakeLLM(), cache, ScoringConfig())
     assert report["queries"] == 2 and report["candidates"] == 7 and report["penalized"] == 3
     assert report["unique_pairs"] == 4 and report["pairs_to_score"] == 4 and report["tokens_to_score"] > 0
     assert report["estimated_seconds"] > 0
     assert cache.count() == 0  # calibration is not cached: the real run batches on its own
     run_scoring(jobs, FakeLLM(), cache, ScoringConfig())
-    assert plan(jobs, FakeLLM(), cache)["pairs_to_score"] == 0
+    assert plan(jobs, FakeLLM(), cache, ScoringConfig())["pairs_to_score"] == 0
+
+
+def test_scores_are_keyed_by_chunking_and_a_partly_cached_chunk_is_scored_whole(tmp_path: Path) -> None:
+    """Batches change scores in low precision, so an output must not depend on which run filled the cache."""
+    jobs = make_jobs([SST2, COPA], POOL, ScoringConfig())
+    llm, cache = FakeLLM(), ScoreCache(tmp_path / "c.sqlite")
+    run_scoring(jobs, llm, cache, ScoringConfig(chunk_pairs=2))
+    assert run_scoring(jobs, llm, cache, ScoringConfig(chunk_pairs=4))["scored"] == 4  # other batches: rescored
+    first = make_jobs([SST2], POOL, ScoringConfig())  # 2 of the 4 pairs, cached in a chunk of their own
+    fresh = ScoreCache(tmp_path / "d.sqlite")
+    run_scoring(first, llm, fresh, ScoringConfig(chunk_pairs=4))
+    llm.calls.clear()
+    stats = run_scoring(jobs, llm, fresh, ScoringConfig(chunk_pairs=4))
+    assert stats["scored"] == 4 and llm.calls == [4]  # one batch of 4, as a clean run scores them
 
 
 def _llmr(*args: str, env: dict | None = None) -> subprocess.Popen:

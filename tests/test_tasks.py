@@ -534,3 +534,8 @@ def test_offline_rows(shared_tasks_dir: Path, name: str) -> None:
                 assert len(record["options"]) >= 2
                 assert task.label_words.index(answers[0]) < len(record["options"])
                 assert task.answer_text(record)
+
+
+def test_a_null_text_field_is_an_error_not_the_word_none() -> None:
+    with pytest.raises(RowError, match=r"sentence.*is null"):
+        TASKS["sst2"].to_record({"sentence": None, "label": 1}, "sst2_0")

@@ -8,7 +8,7 @@ def _cands(scores: list[float], task: str = "sst2", qid: str = "q") -> Candidate
     return CandidateList(
         query_id=qid,
         query="x",
-        answers=["Positive"],
+        answers=["Yes" if task == "qnli" else "Positive"],
         task_name=task,
         doc_ids=[f"d{i}" for i in range(len(scores))],
         doc_scores=scores,

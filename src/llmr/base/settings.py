@@ -4,11 +4,31 @@ pipeline YAML, `--show-config` and each stage command's generated --options all 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, field
+from dataclasses import MISSING, field, fields
 from typing import Any
 
 
-def setting(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None) -> Any:
+def setting(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+) -> Any:
+    """A field with its help and, for numbers, its bounds (checked by `check_bounds` on construction)."""
+    metadata = {"help": help, **({"ge": ge} if ge is not None else {}), **({"gt": gt} if gt is not None else {})}
     if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def check_bounds(config: Any) -> None:
+    """A config dataclass's `__post_init__`: the first setting out of bounds is one clear error, before any
+    model loads (a negative epoch count used to fail after the LLM had loaded)."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if "ge" in f.metadata and not value >= f.metadata["ge"]:
+            raise ValueError(f"{f.name} = {value!r}: must be at least {f.metadata['ge']:g}")
+        if "gt" in f.metadata and not value > f.metadata["gt"]:
+            raise ValueError(f"{f.name} = {value!r}: must be over {f.metadata['gt']:g}")

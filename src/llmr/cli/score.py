@@ -52,7 +52,7 @@ def score(
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
     if dry_plan:  # a calibration batch on one local replica
         model = load_llm(llm.model, llm.backend, **options)
-        report = plan(jobs, model, store)
+        report = plan(jobs, model, store, scoring)
         table = Table(title=f"scoring plan with {model.fingerprint}", show_header=False)
         for key, value in report.items():
             shown = f"{value:,.1f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else "-"
@@ -62,8 +62,8 @@ def score(
         console.print(table)
         return
     runner = make_engine(engine, llm.model, llm.backend, options, address, workers, cpus_per_worker, gpus_per_worker)
-    # The chunk size and the engine decide batches and placement, not results: leave them out of the key.
-    settings = {"stage": "score", "llm": runner.fingerprint, **asdict(scoring), "chunk_pairs": None}
+    # The engine decides placement, not results (the same chunks): leave it out of the key.
+    settings = {"stage": "score", "llm": runner.fingerprint, **asdict(scoring)}
     if not force and is_up_to_date(out, settings, inputs):
         runner.close()
         console.print(f"{out} is up to date (same model, config and inputs); --force rewrites it")

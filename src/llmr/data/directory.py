@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llmr.data.jsonl import read_jsonl
+from llmr.data.jsonl import DataFileError, read_jsonl
 from llmr.data.schema import CandidateList, Passage, Record
+from llmr.tasks import TASKS
 
 _SUFFIXES = (".jsonl.gz", ".jsonl")
 
@@ -48,17 +49,25 @@ class DataDir:
         return files[name]
 
     def read(self, name: str) -> Iterator[BaseModel]:
-        return read_jsonl(self.path(name), model_for(name))
+        """A file's rows, validated: ids unique (pool items by id, queries by task and query_id), and every
+        task a registered one (its metric, mode and labels are needed downstream)."""
+        model, path = model_for(name), self.path(name)
+        for lineno, row in enumerate(read_jsonl(path, model, unique="id" if model is Passage else "query_id"), 1):
+            if row.task_name not in TASKS:  # type: ignore[attr-defined]
+                raise DataFileError(
+                    path, lineno, "task_name", f"unknown task {row.task_name!r} (register it in llmr.tasks)"
+                )  # type: ignore[attr-defined]
+            yield row
 
     def passages(self) -> Iterator[Passage]:
-        return read_jsonl(self.path("passages"), Passage)
+        return self.read("passages")  # type: ignore[return-value]
 
     def records(self, split: str) -> Iterator[Record]:
-        return read_jsonl(self.path(split), Record)
+        return self.read(split)  # type: ignore[return-value]
 
     def candidates(self, name: str = "bm25_train") -> Iterator[CandidateList]:
-        return read_jsonl(self.path(name), CandidateList)
+        return self.read(name)  # type: ignore[return-value]
 
     def validate(self) -> dict[str, int]:
-        """Read every file with its schema (raising on the first bad line); return row counts."""
-        return {name: sum(1 for _ in read_jsonl(path, model_for(name))) for name, path in self.files().items()}
+        """Read every file as every stage does (raising on the first bad line); return row counts."""
+        return {name: sum(1 for _ in self.read(name)) for name in self.files()}

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar, overload
@@ -31,34 +32,63 @@ def _open_text(path: Path, mode: str) -> IO[str]:
     return open(path, mode, encoding="utf-8")
 
 
+MAX_LINE_CHARS = 1_000_000  # one record; a longer line is a broken file, not data
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line), with decoding and gzip errors named by file and line."""
+    lineno = 0
+    try:
+        with _open_text(path, "r") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise DataFileError(path, lineno + 1, "<file>", f"not UTF-8 text ({exc.reason})") from None
+    except EOFError:
+        raise DataFileError(path, lineno + 1, "<file>", "the gzip stream ends early: a truncated file?") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise DataFileError(path, lineno + 1, "<file>", f"not a valid gzip file ({exc})") from None
+
+
 @overload
-def read_jsonl(path: Path | str, model: None = None) -> Iterator[dict[str, Any]]: ...
+def read_jsonl(path: Path | str, model: None = None, unique: str | None = None) -> Iterator[dict[str, Any]]: ...
 @overload
-def read_jsonl(path: Path | str, model: type[M]) -> Iterator[M]: ...
-def read_jsonl(path: Path | str, model: type[M] | None = None) -> Iterator[dict[str, Any] | M]:
-    """Yield each line as a dict, or validated as `model`. Blank lines are allowed; nothing is skipped."""
+def read_jsonl(path: Path | str, model: type[M], unique: str | None = None) -> Iterator[M]: ...
+def read_jsonl(
+    path: Path | str, model: type[M] | None = None, unique: str | None = None
+) -> Iterator[dict[str, Any] | M]:
+    """Yield each line as a dict, or validated as `model`. Blank lines are allowed; nothing is skipped.
+    `unique`: a field whose value may appear on one line only (with task_name for records)."""
     path = Path(path)
-    with _open_text(path, "r") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFileError(
-                    path, lineno, "<json>", f"not valid JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            if not isinstance(obj, dict):
-                raise DataFileError(path, lineno, "<json>", f"expected a JSON object, got {type(obj).__name__}")
-            if model is None:
-                yield obj
-                continue
-            try:
-                yield model.model_validate(obj)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                field = ".".join(str(p) for p in err["loc"]) or "<row>"
-                raise DataFileError(path, lineno, field, err["msg"]) from None
+    seen: dict[Any, int] = {}
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            raise DataFileError(path, lineno, "<line>", f"{len(line):,} characters; the limit is {MAX_LINE_CHARS:,}")
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFileError(path, lineno, "<json>", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataFileError(path, lineno, "<json>", f"expected a JSON object, got {type(obj).__name__}")
+        if model is None:
+            yield obj
+            continue
+        try:
+            row = model.model_validate(obj)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field, message = ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, ")
+            if not field:  # a check across fields says which one it blames: "answers: ..."
+                field, _, message = message.partition(": ") if ": " in message else ("<row>", "", message)
+            raise DataFileError(path, lineno, field, message) from None
+        if unique:
+            key = (obj.get("task_name"), obj.get(unique)) if unique == "query_id" else obj.get(unique)
+            if key in seen:
+                raise DataFileError(path, lineno, unique, f"{obj.get(unique)!r} repeats line {seen[key]}")
+            seen[key] = lineno
+        yield row
 
 
 def write_jsonl(path: Path | str, rows: Iterable[BaseModel | dict[str, Any]]) -> int:

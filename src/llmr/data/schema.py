@@ -20,6 +20,12 @@ class _Row(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
 class Record(_Row):
     query_id: str
     query: str
@@ -32,12 +38,29 @@ class Record(_Row):
     def _id_as_str(cls, v: object) -> object:
         return str(v) if isinstance(v, int) else v
 
+    _texts = field_validator("query_id", "query", "task_name")(_not_blank)
+
     @field_validator("answers")
     @classmethod
     def _non_empty(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("must hold at least one answer")
+        if not v or not v[0].strip():
+            raise ValueError("must hold at least one non-empty answer")
         return v
+
+    @model_validator(mode="after")
+    def _fits_its_task(self) -> Record:
+        """A registered task's record that scoring or evaluation would fail on fails here instead."""
+        task = TASKS.get(self.task_name)
+        if task is None:
+            return self  # data folders refuse unknown tasks (DataDir); other files may hold any task
+        if task.mode == "mc":
+            if len(self.options) < 2 or not all(o.strip() for o in self.options):
+                raise ValueError(f"options: a {task.name} query needs at least 2 non-empty options")
+            if self.answers[0] not in task.label_words[: len(self.options)]:
+                raise ValueError(f"answers: {self.answers[0]!r} is not one of its {len(self.options)} options")
+        elif task.mode == "cls" and self.answers[0] not in task.label_words:
+            raise ValueError(f"answers: {self.answers[0]!r} is not a {task.name} label ({', '.join(task.label_words)})")
+        return self
 
 
 class Passage(_Row):
@@ -49,6 +72,8 @@ class Passage(_Row):
     @classmethod
     def _id_as_str(cls, v: object) -> object:
         return str(v) if isinstance(v, int) else v
+
+    _texts = field_validator("id", "contents", "task_name")(_not_blank)
 
 
 class CandidateList(Record):
@@ -63,6 +88,8 @@ class CandidateList(Record):
 
     @model_validator(mode="after")
     def _same_length(self) -> CandidateList:
+        if not self.doc_ids:
+            raise ValueError("doc_ids: a candidate list needs at least one candidate")
         if len(self.doc_ids) != len(self.doc_scores):
             raise ValueError(f"doc_ids has {len(self.doc_ids)} items but doc_scores has {len(self.doc_scores)}")
         return self

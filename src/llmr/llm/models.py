@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmr.base.files import folder_fingerprint
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LLM = "gemma-3-270m"
@@ -78,6 +80,11 @@ def resolve_hf_model(spec: str) -> tuple[str, str]:
     if path.is_dir():
         return str(path.resolve()), str(path.resolve())
     return spec, spec
+
+
+def model_fingerprint(path: str) -> str:
+    """The content of a local model folder (an edited config.json is another model); a hub id as it is."""
+    return folder_fingerprint(path) if Path(path).exists() else path
 
 
 def _converted_gguf(gguf: Path, key: str) -> Path:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmr.llm.base import LLM, Score, bos_prefix, cut_at_stop
-from llmr.llm.models import DEFAULT_LLM, resolve_hf_model
+from llmr.llm.models import DEFAULT_LLM, model_fingerprint, resolve_hf_model
 
 
 def build_token_prompts(
@@ -111,7 +111,7 @@ class VLLMLLM(LLM):
             self.dtype = str(self.engine.llm_engine.model_config.dtype).removeprefix("torch.")
         except AttributeError:  # engine internals differ across vLLM versions
             self.dtype = dtype
-        self.fingerprint = f"vllm:{self.model_id}:{self.dtype}"
+        self.fingerprint = f"vllm:{self.model_id}:{model_fingerprint(path)}:{self.dtype}"
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []

@@ -95,7 +95,9 @@ def load_config(cls: type[C], path: Path | str | None, overrides: list[str] | No
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ValueError(f"{where}: not valid YAML: {exc}") from None
+            mark = getattr(exc, "problem_mark", None)
+            line = f"{where}:{mark.line + 1}" if mark else where
+            raise ValueError(f"{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: the top level must be a mapping of sections")
     try:
@@ -103,7 +105,9 @@ def load_config(cls: type[C], path: Path | str | None, overrides: list[str] | No
         # rather than its own class's (the retriever's 3 negatives, not GroupConfig's 7).
         return cls.model_validate(_deep_merge(cls().model_dump(), apply_overrides(raw, overrides or [])))
     except ValidationError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        err = exc.errors()[0]  # one line: the setting, its value, and what is wrong
+        name = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{where}: {name} = {err.get('input')!r}: {err['msg']}") from None
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -126,5 +130,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(value)
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(
+                f"override {item!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})"
+            ) from None
     return raw

@@ -150,7 +150,7 @@ class Pipeline:
             )
             scored = self.stage(
                 prefix + "score",
-                {"llm": cfg.llm.model_dump(), "scoring": {**asdict(cfg.scoring), "chunk_pairs": None}},
+                {"llm": cfg.llm.model_dump(), "scoring": asdict(cfg.scoring)},
                 [data, cands],
                 lambda path, c=cands: stages.score(data.path, c.path, self.llm, self.cache, cfg, path),
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llmr.base.progress import progress_bar
-from llmr.base.settings import setting
+from llmr.base.settings import check_bounds, setting
 from llmr.data.build import select_records
 from llmr.data.jsonl import write_jsonl
 from llmr.data.schema import PENALTY, CandidateList, Passage, answer_text, same_label
@@ -31,15 +31,18 @@ from llmr.scoring.cache import ScoreCache, pair_key
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    n_candidates: int = setting(32, "M: candidates sampled per query (the paper: 32; 8-16 keeps CPU runs short).")
+    n_candidates: int = setting(32, "M: candidates sampled per query (the paper: 32; 8-16 keeps CPU runs short).", ge=1)
     seed: int = setting(42, "Seed of the per-query candidate sample and of max_per_task.")
     penalize_other_task: bool = setting(True, "Score candidates from another task -100 (no LLM call).")
     penalize_label_mismatch: bool = setting(
         True, "Classification: score candidates whose label differs from the query's -100 (no LLM call)."
     )
-    chunk_pairs: int = setting(256, "Pairs per committed chunk: the most work a kill can lose.")
+    chunk_pairs: int = setting(256, "Pairs per committed chunk: the most work a kill can lose.", ge=1)
     # Nested in any larger sample of the same seed, so they are among the queries the teacher scores.
-    max_per_task: int = setting(0, "Queries per task the LLM scores, a seeded sample (0 = all).")
+    max_per_task: int = setting(0, "Queries per task the LLM scores, a seeded sample (0 = all).", ge=0)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass
@@ -105,6 +108,13 @@ def score_chunk(llm: LLM, pairs: tuple[list[str], list[str]]) -> tuple[list[Scor
     return scores, llm.tokens_processed - before
 
 
+def cache_namespace(llm_fingerprint: str, config: ScoringConfig) -> str:
+    """Where a run's scores live in the cache: the LLM and the chunking. The pairs batched together change
+    a pair's score in low precision (hf bf16: up to 0.19 nats; fp32: 1e-5; benchmarks/RESULTS.md), so a
+    chunk is scored whole and a score is read back only by runs that chunk as it was chunked."""
+    return f"{llm_fingerprint}|chunk_pairs={config.chunk_pairs}"
+
+
 def run_scoring(
     jobs: Sequence[Job],
     llm: LLM | Engine,
@@ -112,36 +122,39 @@ def run_scoring(
     config: ScoringConfig,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
-    """Score every pair the cache lacks, chunk by chunk. on_chunk(pairs, tokens) reports progress.
+    """Score every chunk of pairs the cache lacks (a chunk with any pair missing is scored whole: the
+    batches of a clean run). on_chunk(pairs, tokens) reports progress.
 
     With a `RayEngine` the chunks run on its actors, each committed here as it arrives: the same
     chunks, so the same batches and the same scores as a local run.
     """
     engine = as_engine(llm)
+    namespace = cache_namespace(engine.fingerprint, config)
     pairs = unique_pairs(jobs)
     stats = {"pairs": len(pairs), "cached": 0, "scored": 0}
     todo = []
     for chunk in chunks(pairs, config.chunk_pairs):
-        missing = [k for k in chunk if k not in cache.get_many(engine.fingerprint, chunk)]
-        stats["cached"] += len(chunk) - len(missing)
-        if missing:
-            todo.append(missing)
-        if on_chunk and len(chunk) > len(missing):
-            on_chunk(len(chunk) - len(missing), 0)
+        if len(cache.get_many(namespace, chunk)) < len(chunk):
+            todo.append(chunk)
+        else:
+            stats["cached"] += len(chunk)
+            if on_chunk:
+                on_chunk(len(chunk), 0)
     work = (([pairs[k][0] for k in keys], [pairs[k][1] for k in keys]) for keys in todo)
     for i, (scores, tokens) in engine.map(score_chunk, work):
-        cache.put_many(engine.fingerprint, zip(todo[i], scores, strict=True))
+        cache.put_many(namespace, zip(todo[i], scores, strict=True))
         stats["scored"] += len(todo[i])
         if on_chunk:
             on_chunk(len(todo[i]), tokens)
     return stats
 
 
-def collect(jobs: Sequence[Job], llm_fingerprint: str, cache: ScoreCache) -> Iterator[CandidateList]:
-    """The scored candidate lists, read back from the cache (doc_scores = mean token log-prob or -100)."""
+def collect(jobs: Sequence[Job], namespace: str, cache: ScoreCache) -> Iterator[CandidateList]:
+    """The scored candidate lists, read back from the cache (doc_scores = mean token log-prob or -100);
+    `namespace`: `cache_namespace(llm.fingerprint, config)` of the run that scored them."""
     for job in jobs:
         keys = [pair_key(*p) for p in job.pairs if p is not None]
-        found = cache.get_many(llm_fingerprint, keys)
+        found = cache.get_many(namespace, keys)
         scores = []
         for pair in job.pairs:
             if pair is None:
@@ -156,11 +169,16 @@ def collect(jobs: Sequence[Job], llm_fingerprint: str, cache: ScoreCache) -> Ite
 
 
 def plan(
-    jobs: Sequence[Job], llm: LLM, cache: ScoreCache, calibration_pairs: int = 128, seed: int = 0
+    jobs: Sequence[Job],
+    llm: LLM,
+    cache: ScoreCache,
+    config: ScoringConfig,
+    calibration_pairs: int = 128,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Count the work left and time a short calibration batch on this backend to estimate its duration."""
     pairs = unique_pairs(jobs)
-    cached = cache.get_many(llm.fingerprint, list(pairs))
+    cached = cache.get_many(cache_namespace(llm.fingerprint, config), list(pairs))
     missing = [k for k in pairs if k not in cached]
     tokens = llm.count_tokens([pairs[k][0] + pairs[k][1] for k in missing])
     slots = sum(len(j.pairs) for j in jobs)
@@ -200,5 +218,5 @@ def score_to_file(
             bar.update(task, advance=n_pairs, tokens=bar.tasks[task].fields["tokens"] + n_tokens)
 
         stats = run_scoring(jobs, engine, cache, config, on_chunk=advance)
-    stats["queries"] = write_jsonl(out, collect(jobs, engine.fingerprint, cache))
+    stats["queries"] = write_jsonl(out, collect(jobs, cache_namespace(engine.fingerprint, config), cache))
     return stats

@@ -75,6 +75,9 @@ class Task:
         missing = [f for f in self.template_fields if f not in prepared]
         if missing:
             raise RowError(self.name, missing[0], "missing")
+        null = [f for f in self.template_fields if prepared[f] is None]
+        if null:  # str.format would write "None" into the query
+            raise RowError(self.name, null[0], "is null")
         answer = prepared["answer"]
         answers = [answer] if isinstance(answer, str) else list(answer)
         if not answers or not all(isinstance(a, str) for a in answers):

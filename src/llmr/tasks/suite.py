@@ -60,7 +60,8 @@ def _classify(words: tuple[str, ...], fields: Mapping[str, str], clean: Callable
         label = _label(row["label"])
         if label is None:
             return None
-        return {**{name: clean(row[key]) for name, key in fields.items()}, "answer": words[label]}
+        texts = {name: None if row[key] is None else clean(row[key]) for name, key in fields.items()}  # null: an error
+        return {**texts, "answer": words[label]}
 
     return prepare
 

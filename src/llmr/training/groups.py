@@ -13,20 +13,23 @@ import random
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from llmr.base.settings import setting
+from llmr.base.settings import check_bounds, setting
 from llmr.data.schema import PENALTY, CandidateList, Passage, same_label
 from llmr.tasks import TASKS
 
 
 @dataclass(frozen=True)
 class GroupConfig:
-    top_k_positive: int = setting(3, "The positive: one of the teacher's top K (rotating by epoch).")
-    bottom_k_negative: int = setting(16, "Negatives come from the teacher's bottom K.")
-    n_negatives: int = setting(7, "Negatives per group.")
+    top_k_positive: int = setting(3, "The positive: one of the teacher's top K (rotating by epoch).", ge=1)
+    bottom_k_negative: int = setting(16, "Negatives come from the teacher's bottom K.", ge=1)
+    n_negatives: int = setting(7, "Negatives per group.", ge=1)
     seed: int = setting(42, "Seed of the group sampling.")
     drop_same_label_negatives: bool = setting(
         False, "Drop negatives of a classification query's own task and label (kept when nothing else is left)."
     )
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llmr.base.encoders import DEFAULT_ENCODER, resolve_encoder
-from llmr.base.settings import setting
+from llmr.base.settings import check_bounds, setting
 from llmr.data.schema import CandidateList, Passage
 from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
@@ -32,23 +32,26 @@ TrainSide = Literal["both", "query"]
 class RetrieverConfig:
     model: str = setting(DEFAULT_ENCODER, "Initial encoder: the embedded MiniLM, a folder or a hub id.")
     teacher: Teacher = setting("reward", "'reward': distil the reward model (LLM-R); 'llm': the LLM's scores (EPR).")
-    epochs: int = setting(3, "Epochs; each shows every query a different (rotated) group.")
-    batch_size: int = setting(32, "Queries per step (their documents are each other's in-batch negatives).")
-    learning_rate: float = setting(3e-5, "Peak learning rate.")
-    temperature: float = setting(0.01, "τ: similarities are cosine / τ.")
-    contrastive_weight: float = setting(0.2, "Weight of the in-batch InfoNCE term (teacher reward).")
-    max_length: int = setting(256, "Token cap on queries (and on pool items when both sides train).")
+    epochs: int = setting(3, "Epochs; each shows every query a different (rotated) group.", ge=1)
+    batch_size: int = setting(32, "Queries per step (their documents are each other's in-batch negatives).", ge=1)
+    learning_rate: float = setting(3e-5, "Peak learning rate.", gt=0)
+    temperature: float = setting(0.01, "τ: similarities are cosine / τ.", gt=0)
+    contrastive_weight: float = setting(0.2, "Weight of the in-batch InfoNCE term (teacher reward).", ge=0)
+    max_length: int = setting(256, "Token cap on queries (and on pool items when both sides train).", ge=8)
     train_side: TrainSide = setting(
         "both", "'both': one encoder trained on both sides (the paper); 'query': pool embeddings fixed (faster)."
     )
-    document_max_length: int = setting(256, "With train_side 'query': token cap on pool items.")
+    document_max_length: int = setting(256, "With train_side 'query': token cap on pool items.", ge=8)
     # Without it the query side drifts to near-orthogonal to the fixed pool (top cosine 0.69 -> 0.10 in
     # the quality study) and ranks the whole pool by noise: benchmarks/RESULTS.md.
-    anchor_weight: float = setting(5.0, "With train_side 'query': weight of 1 - cos(query, its base embedding).")
+    anchor_weight: float = setting(5.0, "With train_side 'query': weight of 1 - cos(query, its base embedding).", ge=0)
     bf16: bool | None = setting(None, "bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it.")
     seed: int = setting(42, "Seed of training.")
     # The authors' recipe: 3 hard negatives, none of a classification query's own task and label.
     groups: GroupConfig = setting(factory=lambda: GroupConfig(n_negatives=3, drop_same_label_negatives=True))
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 def retriever_dataset(candidates: Sequence[CandidateList], passages: Mapping[str, Passage], config: RetrieverConfig):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llmr.base.encoders import DEFAULT_ENCODER, resolve_encoder
-from llmr.base.settings import setting
+from llmr.base.settings import check_bounds, setting
 from llmr.data.schema import CandidateList, Passage, answer_text
 from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
@@ -24,16 +24,19 @@ NEGATIVE_LABEL = -1e4  # softmax([0, -1e4, ...]) is one-hot: plain cross-entropy
 @dataclass(frozen=True)
 class RewardConfig:
     model: str = setting(DEFAULT_ENCODER, "Initial encoder: the embedded MiniLM, a folder or a hub id.")
-    epochs: int = setting(3, "Epochs; each shows every query a different (rotated) group.")
-    batch_size: int = setting(8, "Groups (1 positive + negatives) per step.")
-    learning_rate: float = setting(2e-5, "Peak learning rate.")
-    max_length: int = setting(256, "Token cap on each (query + answer, candidate) pair.")
+    epochs: int = setting(3, "Epochs; each shows every query a different (rotated) group.", ge=1)
+    batch_size: int = setting(8, "Groups (1 positive + negatives) per step.", ge=1)
+    learning_rate: float = setting(2e-5, "Peak learning rate.", gt=0)
+    max_length: int = setting(256, "Token cap on each (query + answer, candidate) pair.", ge=8)
     # The answer and the label sit at the end of both texts (at 128 tokens, right truncation hid them
     # in 37% of the quality study's pairs: benchmarks/RESULTS.md).
     truncation_side: Literal["left", "right"] = setting("left", "Over the cap: cut 'left' (keeps answers) or 'right'.")
     bf16: bool | None = setting(None, "bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it.")
     seed: int = setting(42, "Seed of training.")
     groups: GroupConfig = setting(factory=GroupConfig)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
 
 def query_text(cands: CandidateList) -> str:
