@@ -167,3 +167,20 @@ def test_stage_settings_precedence_file_then_options_then_set(tmp_path: Path) ->
     assert bad.exit_code != 0 and "sideways" in bad.output
     bad = invoke("--set", "retriever.epoch=2")
     assert bad.exit_code != 0 and "retriever.epoch" in bad.output
+
+
+def test_bad_input_is_one_line_on_stderr_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    item = '{"id": "p0", "contents": "a\\nb", "task_name": "sst2"}\n'
+    (tmp_path / "passages.jsonl").write_text(item * 2)
+    run = subprocess.run(
+        [sys.executable, "-m", "llmr.cli", "data", "inspect", str(tmp_path)], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == f"llmr: error: {tmp_path / 'passages.jsonl'}:2: field 'id': 'p0' repeats line 1"
+    verbose = subprocess.run(
+        [sys.executable, "-m", "llmr.cli", "-v", "data", "inspect", str(tmp_path)], capture_output=True, text=True
+    )
+    assert "Traceback" in verbose.stderr  # -v: the whole story

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
@@ -32,3 +33,20 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+
+
+# What bad input raises (a malformed line, a wrong setting, a missing file, an extra not installed): one
+# line naming what is wrong, not a traceback. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, KeyError, OSError, ImportError, RuntimeError)
+
+
+def main() -> None:
+    """The `llmr` entry point: `app` with user errors shown as one line (-v shows the traceback)."""
+    try:
+        app(standalone_mode=True)
+    except USER_ERRORS as exc:
+        if {"-v", "--verbose"} & set(sys.argv[1:]):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"llmr: error: {message}", file=sys.stderr)
+        sys.exit(2)

@@ -1,3 +1,3 @@
-from llmr.cli import app
+from llmr.cli import main
 
-app()
+main()
