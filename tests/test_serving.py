@@ -350,3 +350,20 @@ def test_service_survives_10k_requests_with_malformed_ones(selector: llmr.Select
         assert httpx.get(f"{url}/healthz").status_code == 200
     assert result["wrong"] == 0, result
     assert set(result["statuses"]) <= {200, 413, 422} and result["statuses"][200] == 9_000
+
+
+def test_requests_past_the_in_flight_cap_get_503_and_idle_connections_do_not_count(selector: llmr.Selector) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    from llmr.serving.service import Limits, background_server, create_app
+
+    with background_server(create_app(selector, Limits(max_in_flight=0))) as url:
+        got = httpx.post(f"{url}/v1/select", json={"query": "a"})
+        assert got.status_code == 503 and "busy" in got.text
+    with background_server(create_app(selector, Limits(max_in_flight=2))) as url:
+        address = (urlsplit(url).hostname, urlsplit(url).port)
+        idle = [socket.create_connection(address) for _ in range(5)]  # more than the cap, sending nothing
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        for sock in idle:
+            sock.close()

@@ -57,6 +57,7 @@ class Limits:
     max_body_bytes: int = 2_000_000  # counted as the body streams in, whatever Content-Length says
     max_response_bytes: int = 32_000_000
     max_batch_queries: int = 512  # per encoder pass, over all queued requests
+    max_in_flight: int = 1024  # requests being answered at once; more get a 503 (idle connections do not count)
     read_timeout_s: float = 10.0  # between two chunks of a body
     allow_additions: bool = False  # POST /v1/passages (needs a token)
 
@@ -190,6 +191,8 @@ class RequestLog:
         self.per_second, self.window, self.lines, self.dropped = per_second, 0.0, 0, 0
 
     def __call__(self, method: str, path: str, status: int, ms: float) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
         now = time.monotonic()
         if now - self.window >= 1.0:
             if self.dropped:
@@ -203,16 +206,21 @@ class RequestLog:
 
 
 class Guard:
-    """ASGI middleware: reads the body as a stream and refuses it (413) past `max_body_bytes`, whatever
-    Content-Length claims, or (408) when the client stalls; logs each request."""
+    """ASGI middleware: refuses a request (503) past `max_in_flight`; reads the body as a stream and
+    refuses it (413) past `max_body_bytes`, whatever Content-Length claims, or (408) when the client
+    stalls; logs each request."""
 
     def __init__(self, app: Any, limits: Limits) -> None:
-        self.app, self.limits, self.log = app, limits, RequestLog()
+        self.app, self.limits, self.log, self.in_flight = app, limits, RequestLog(), 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start, status = time.perf_counter(), 0
+        if self.in_flight >= self.limits.max_in_flight:
+            await _reply(send, 503, f"busy: {self.in_flight} requests in flight; retry shortly")
+            return self.log(scope["method"], scope["path"], 503, 1000 * (time.perf_counter() - start))
+        self.in_flight += 1
 
         async def send_logged(message: dict) -> None:
             nonlocal status
@@ -227,6 +235,7 @@ class Guard:
             else:
                 await self.app(scope, _replay(body, receive), send_logged)
         finally:
+            self.in_flight -= 1
             self.log(scope["method"], scope["path"], status, 1000 * (time.perf_counter() - start))
 
     async def _read(self, scope: dict, receive: Any) -> bytes | tuple[int, str]:
@@ -387,15 +396,15 @@ class HeadTimeout(H11Protocol):
 
 
 def server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> Any:
-    """A uvicorn server whose connections are bounded: a 503 past `limit_concurrency`, idle keep-alive closed
-    after 5 s, and a client that sends no request head closed after 10 s (slowloris)."""
+    """A uvicorn server whose connections are bounded: idle keep-alive closed after 5 s, a client that sends
+    no request head closed after 10 s (slowloris). uvicorn's `limit_concurrency` would count those idle
+    connections too (2,000 of them made /healthz answer 503), so `Guard` caps the requests in flight."""
     return uvicorn.Server(
         uvicorn.Config(
             app,
             host=host,
             port=port,
             http=HeadTimeout,
-            limit_concurrency=1024,
             timeout_keep_alive=5,
             log_level="warning",  # requests are logged by Guard
             access_log=False,
