@@ -60,7 +60,7 @@ def bench_http(data: Path, clients: int, requests: int) -> dict:
     import httpx
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from serving import load  # the load generator of the serving benchmark
+    from serving import load, wait_until_up  # the serving benchmark's load generator
 
     port, token = free_port(), "reliability-token"
     url = f"http://127.0.0.1:{port}"
@@ -94,17 +94,7 @@ def bench_http(data: Path, clients: int, requests: int) -> dict:
         return httpx.post(f"{url}{path}", content=content, headers=h, timeout=60, **kw).status_code
 
     try:
-        deadline = time.time() + 600
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.5)
-
+        wait_until_up(server, url)
         big = {"passages": [{"contents": "x" * 1_900_000}]}
         case(
             "20 additions of 1.9 MB passages",

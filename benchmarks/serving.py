@@ -173,6 +173,22 @@ async def load(url: str, queries: list[str], requests: int, concurrency: int) ->
     }
 
 
+def wait_until_up(server: subprocess.Popen, url: str, timeout_s: float = 900) -> None:
+    """Poll `url`/healthz until `llmr serve` (encoding its pool) answers."""
+    import httpx
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.time() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.5)
+
+
 def bench_http(pool_size: int, requests: int, concurrency: int, port: int) -> dict:
     import httpx
 
@@ -185,16 +201,7 @@ def bench_http(pool_size: int, requests: int, concurrency: int, port: int) -> di
         cmd = [sys.executable, "-m", "llmr.cli", "serve", "--pool", str(path), "--port", str(port)]
         server = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         try:
-            deadline = time.time() + 900
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("the server did not start")
-                time.sleep(0.5)
+            wait_until_up(server, f"http://127.0.0.1:{port}")
             asyncio.run(load(f"http://127.0.0.1:{port}", queries, 200, concurrency))  # warm-up
             result = asyncio.run(load(f"http://127.0.0.1:{port}", queries, requests, concurrency))
             result["alive_after"] = httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
