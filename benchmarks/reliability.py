@@ -253,11 +253,15 @@ def _inputs(folder: Path) -> set[str]:
 
 
 def digest(path: Path) -> str:
+    """The output's content: a file's bytes, or a folder's files by relative path, less what differs between
+    runs by design (timings, dates, the model card, database page layout)."""
+    skip = {"manifest.json", "stage.json", "training_log.json", "timings.json", "README.md"}
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-        if f.name in ("manifest.json", "stage.json", "training_log.json") or f.suffix == ".png":
-            continue  # timings and dates differ between runs by design
-        h.update(f.name.encode() + f.read_bytes())
+    for f in files:
+        if f.name in skip or f.suffix in (".png", ".sqlite", ".faiss") or f.name.endswith(("-wal", "-shm")):
+            continue
+        h.update((str(f.relative_to(path)) if path.is_dir() else "").encode() + f.read_bytes())
     return h.hexdigest()
 
 
@@ -298,6 +302,8 @@ def bench_kills(data: Path, work: Path, n: int, seed: int) -> dict:
             "--batch-size",
             "4",
             "--no-bf16",
+            "--groups-top-k-positive",
+            "1",  # the sample tasks have few unpenalized candidates per query
         ],
         "eval": lambda out, cache: [
             *LLMR,
@@ -318,14 +324,15 @@ def bench_kills(data: Path, work: Path, n: int, seed: int) -> dict:
     subprocess.run(stages["score"](work / "scores.jsonl.gz", work / "scores.sqlite"), check=True, env=env)
     results = {}
     for name, make in stages.items():
-        clean_out = work / f"{name}-clean"
+        suffix = ".jsonl.gz" if name == "score" else ""  # scoring writes a file, the others a folder
+        clean_out = work / f"{name}-clean{suffix}"
         start = time.perf_counter()
         subprocess.run(make(clean_out, work / f"{name}-clean.sqlite"), check=True, env=env, capture_output=True)
         seconds = time.perf_counter() - start
         clean = digest(clean_out)
         survived = []
         for i in range(n):
-            out, cache = work / f"{name}-{i}", work / f"{name}-{i}.sqlite"
+            out, cache = work / f"{name}-{i}{suffix}", work / f"{name}-{i}.sqlite"
             proc = subprocess.Popen(make(out, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0.2, 1.0) * seconds)
             proc.send_signal(signal.SIGKILL)
