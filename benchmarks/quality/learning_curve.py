@@ -65,7 +65,7 @@ def main() -> None:
             folder.mkdir(exist_ok=True)
             write_jsonl(folder / SCORES_FILE, [scored[c.query_id] for c in [*chosen, *held]])
             start = time.perf_counter()
-            report = reward(data, folder, cfg, is_train, folder)
+            report = reward(data, folder, cfg, is_train, folder / "reward")  # the model beside its inputs
             report["seconds"] = time.perf_counter() - start
             (folder / "report.json").write_text(json.dumps(report, indent=1))
         rows.append({"queries_per_task": n, **json.loads((folder / "report.json").read_text())})
