@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llmr.data.jsonl import DataFileError, read_jsonl
+from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList, Passage, Record
 from llmr.tasks import TASKS
 
@@ -51,13 +51,9 @@ class DataDir:
     def read(self, name: str) -> Iterator[BaseModel]:
         """A file's rows, validated: ids unique (pool items by id, queries by task and query_id), and every
         task a registered one (its metric, mode and labels are needed downstream)."""
-        model, path = model_for(name), self.path(name)
-        for lineno, row in enumerate(read_jsonl(path, model, unique="id" if model is Passage else "query_id"), 1):
-            if row.task_name not in TASKS:  # type: ignore[attr-defined]
-                raise DataFileError(
-                    path, lineno, "task_name", f"unknown task {row.task_name!r} (register it in llmr.tasks)"
-                )  # type: ignore[attr-defined]
-            yield row
+        model = model_for(name)
+        unique = "id" if model is Passage else "query_id"
+        return read_jsonl(self.path(name), model, unique=unique, tasks=TASKS)
 
     def passages(self) -> Iterator[Passage]:
         return self.read("passages")  # type: ignore[return-value]

@@ -7,7 +7,7 @@ import io
 import json
 import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar, overload
 
@@ -51,14 +51,19 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 @overload
-def read_jsonl(path: Path | str, model: None = None, unique: str | None = None) -> Iterator[dict[str, Any]]: ...
-@overload
-def read_jsonl(path: Path | str, model: type[M], unique: str | None = None) -> Iterator[M]: ...
 def read_jsonl(
-    path: Path | str, model: type[M] | None = None, unique: str | None = None
+    path: Path | str, model: None = None, unique: str | None = None, tasks: Container[str] | None = None
+) -> Iterator[dict[str, Any]]: ...
+@overload
+def read_jsonl(
+    path: Path | str, model: type[M], unique: str | None = None, tasks: Container[str] | None = None
+) -> Iterator[M]: ...
+def read_jsonl(
+    path: Path | str, model: type[M] | None = None, unique: str | None = None, tasks: Container[str] | None = None
 ) -> Iterator[dict[str, Any] | M]:
     """Yield each line as a dict, or validated as `model`. Blank lines are allowed; nothing is skipped.
-    `unique`: a field whose value may appear on one line only (with task_name for records)."""
+    `unique`: a field whose value may appear on one line only (with task_name for records); `tasks`:
+    the task names a row's task_name must be one of."""
     path = Path(path)
     seen: dict[Any, int] = {}
     for lineno, line in _lines(path):
@@ -83,6 +88,9 @@ def read_jsonl(
             if not field:  # a check across fields says which one it blames: "answers: ..."
                 field, _, message = message.partition(": ") if ": " in message else ("<row>", "", message)
             raise DataFileError(path, lineno, field, message) from None
+        if tasks is not None and obj.get("task_name") not in tasks:
+            message = f"unknown task {obj.get('task_name')!r} (register it in llmr.tasks)"
+            raise DataFileError(path, lineno, "task_name", message)
         if unique:
             key = (obj.get("task_name"), obj.get(unique)) if unique == "query_id" else obj.get(unique)
             if key in seen:
