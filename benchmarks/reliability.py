@@ -212,7 +212,7 @@ def bench_fuzz(data: Path, work: Path) -> dict:
     for name, (file, content, needle) in files.items():
         folder = work / name.replace(" ", "_")
         folder.mkdir(parents=True)
-        if file != "passages.jsonl" and not file.startswith("passages"):
+        if not file.startswith("passages"):
             (folder / "passages.jsonl").write_text(item + "\n")
         (folder / file).write_bytes(content + (b"\n" if not file.endswith(".gz") else b""))
         cases.append(_check(name, [*LLMR, "data", "inspect", str(folder)], needle, folder))
@@ -240,13 +240,12 @@ def bench_fuzz(data: Path, work: Path) -> dict:
 def _check(name: str, cmd: list[str], needle: str, output: Path) -> dict:
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     text = " ".join(run.stderr.split())  # the CLI's error box wraps lines; one message either way
-    wrote = output.exists() and any(p.name not in _inputs(output) for p in output.rglob("*") if p.is_file())
+    wrote = output.exists() and any(p.name not in INPUTS for p in output.rglob("*") if p.is_file())
     clear = run.returncode != 0 and "Traceback" not in run.stderr and needle in text and not wrote
     return {"case": name, "clear": clear, "rc": run.returncode, "message": text[-300:]}
 
 
-def _inputs(folder: Path) -> set[str]:
-    return {"passages.jsonl", "passages.jsonl.gz", "train.jsonl", "bm25_train.jsonl", "cache.sqlite"}
+INPUTS = {"passages.jsonl", "passages.jsonl.gz", "train.jsonl", "bm25_train.jsonl", "cache.sqlite"}  # the broken files
 
 
 # -- kills --------------------------------------------------------------------------------------
