@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from llmr.training.fit import latest_checkpoint, open_checkpoints, publish
+from llmr.base.files import publish
+from llmr.training.fit import latest_checkpoint, open_checkpoints
 
 
 @dataclass
@@ -78,3 +80,17 @@ def test_a_model_is_published_whole_or_not_at_all(tmp_path: Path) -> None:
     publish(out, lambda folder: (folder / "model.safetensors").write_text("v2"))
     assert (out / "model.safetensors").read_text() == "v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old folder left
+
+
+def test_published_files_get_the_umasks_permissions_not_0600(tmp_path: Path) -> None:
+    def save(folder: Path) -> None:
+        weights = folder / "model.safetensors"
+        weights.write_text("w")
+        weights.chmod(0o600)  # as safetensors writes them
+
+    old = os.umask(0o022)
+    try:
+        publish(tmp_path / "model", save)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model" / "model.safetensors").stat().st_mode & 0o777 == 0o644

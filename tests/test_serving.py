@@ -148,6 +148,64 @@ def test_load_reads_a_passages_file(tmp_path) -> None:
     assert len(sel) == len(pool()) and sel.tasks == ["ag_news", "sst2"]
 
 
+def _encoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many texts each pool-encoding call gets from now on."""
+    from llmr.candidates.dense import Encoder
+
+    calls: list[int] = []
+    original = Encoder.encode_documents
+    monkeypatch.setattr(
+        Encoder, "encode_documents", lambda self, texts: calls.append(len(texts)) or original(self, texts)
+    )
+    return calls
+
+
+def test_a_saved_selector_loads_without_encoding_the_pool_and_selects_the_same(
+    selector: llmr.Selector, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    selector.save(tmp_path / "saved")
+    calls = _encoded(monkeypatch)
+    loaded = llmr.Selector.load(tmp_path / "saved")
+    assert sum(calls) <= 1  # the dimension probe only, not the pool of 10
+    assert loaded.fingerprint == selector.fingerprint and loaded.tasks == selector.tasks
+    for q in ("a dull movie", "interest rates"):
+        assert [(e.passage.id, round(e.score, 5)) for e in loaded.select(q, k=3)] == [
+            (e.passage.id, round(e.score, 5)) for e in selector.select(q, k=3)
+        ]
+    with pytest.raises(ValueError, match="its own pool"):
+        llmr.Selector.load(tmp_path / "saved", pool())
+    with pytest.raises(ValueError, match="give a pool"):
+        llmr.Selector.load("all-minilm-l6-v2")
+
+
+def test_a_saved_selector_is_refused_when_its_encoder_changed(selector: llmr.Selector, tmp_path) -> None:
+    import json
+
+    folder = selector.save(tmp_path / "saved")
+    meta = json.loads((folder / "selector.json").read_text())
+    (folder / "selector.json").write_text(json.dumps({**meta, "encoder": "sha256:other-weights"}))
+    with pytest.raises(ValueError, match="other weights"):
+        llmr.Selector.load(folder)
+
+
+def test_added_passages_survive_a_restart_and_a_torn_journal_line_is_dropped(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "saved"
+    first = llmr.Selector.load("all-minilm-l6-v2", pool())
+    first.save(folder)
+    first.keep_additions(folder)
+    first.add([{"id": "w1", "query": "The senate passed the budget bill", "answer": "World", "task_name": "ag_news"}])
+    with open(folder / "added.jsonl", "a") as fh:
+        fh.write('{"id": "w2", "conte')  # a kill in the middle of the next addition
+    calls = _encoded(monkeypatch)
+    again = llmr.Selector.load(folder)
+    assert calls[1:] == [1]  # only the addition is encoded
+    assert len(again) == len(pool()) + 1 and "w1" in {p.id for p in again.passages}
+    assert not (folder / "added.jsonl").exists()  # folded into the saved index
+    assert again.select("the budget bill passed the senate", k=1, task="ag_news")[0].passage.id == "w1"
+
+
 # -- the HTTP service ---------------------------------------------------------------------------
 
 
@@ -367,3 +425,17 @@ def test_requests_past_the_in_flight_cap_get_503_and_idle_connections_do_not_cou
         assert httpx.get(f"{url}/healthz").status_code == 200
         for sock in idle:
             sock.close()
+
+
+def test_a_passage_added_over_http_survives_a_restart_of_the_service(tmp_path) -> None:
+    from llmr.cli.serve import open_selector
+    from llmr.serving.service import Limits, background_server, create_app
+
+    folder, add = tmp_path / "index", Limits(allow_additions=True)
+    one = {"passages": [{"id": "w1", "query": "The senate passed the budget bill", "answer": "World"}]}
+    with background_server(create_app(open_selector("all-minilm-l6-v2", pool(), folder), add, TOKEN)) as url:
+        assert httpx.post(f"{url}/v1/passages", json=one, headers=AUTH).json()["pool_size"] == len(pool()) + 1
+    with background_server(create_app(open_selector("all-minilm-l6-v2", None, folder), add, TOKEN)) as url:
+        assert httpx.get(f"{url}/healthz").json()["pool_size"] == len(pool()) + 1
+        got = httpx.post(f"{url}/v1/select", json={"query": "the senate passed the budget", "k": 1}).json()
+        assert got["results"][0][0]["id"] == "w1"

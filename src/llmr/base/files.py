@@ -5,9 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def temp_beside(path: Path) -> Path:
@@ -15,10 +23,26 @@ def temp_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files
     return Path(tmp)
+
+
+def publish(out: Path, save: Callable[[Path], None]) -> None:
+    """`save` a folder (a model, a saved index) beside `out`, then swap it in: a kill leaves the old `out`
+    or the new folder, never half of one. Files get the umask's permissions (safetensors writes 0600)."""
+    staging, old = out.parent / f".{out.name}.saving", out.parent / f".{out.name}.old"
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)  # named by llmr: a killed run's
+    staging.mkdir(parents=True)
+    save(staging)
+    mode = 0o666 & ~_umask()
+    for f in staging.rglob("*"):
+        if f.is_file():
+            os.chmod(f, mode)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_text(path: Path | str, text: str) -> None:

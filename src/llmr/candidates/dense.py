@@ -48,6 +48,7 @@ class Encoder:
         from sentence_transformers import SentenceTransformer
 
         path = resolve_encoder(model)
+        self.name = str(Path(model).resolve()) if Path(model).is_dir() else model  # what loads it again
         self.model = SentenceTransformer(path)
         self.batch_size = batch_size
         self.fingerprint = encoder_fingerprint(model, path)

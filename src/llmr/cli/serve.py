@@ -18,7 +18,13 @@ def serve(
     model: str = typer.Option(
         "all-minilm-l6-v2", "--model", "-m", help="A trained retriever folder (runs/pipeline/retriever) or encoder."
     ),
-    pool: Path = typer.Option(..., help="The pool: a passages .jsonl[.gz] file or a data folder."),
+    pool: Path = typer.Option(None, help="The pool: a passages .jsonl[.gz] file or a data folder."),
+    saved: Path = typer.Option(
+        None,
+        "--index-dir",
+        help="Keep the encoded pool here: the first start saves it, later ones load it without encoding; "
+        "passages added over HTTP are kept here too. Without it, additions last until the service stops.",
+    ),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; the default serves this machine only."),
     port: int = typer.Option(8000, help="TCP port."),
     index: str = typer.Option("flat", help="flat (exact) or hnsw (approximate, for large pools)."),
@@ -43,13 +49,35 @@ def serve(
         raise typer.BadParameter("--allow-additions needs a secret: --token or LLMR_TOKEN", param_hint="--token")
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] binding {host}: selection requests are not authenticated")
-    with console.status(f"encoding the pool with {model}"):
-        selector = Selector.load(model, pool, index=index, tokenizer=tokenizer)  # type: ignore[arg-type]
+    with console.status("loading the pool"):
+        selector = open_selector(model, pool, saved, index, tokenizer)
+    if allow_additions and saved is None:
+        console.print("[yellow]note:[/] added passages are kept in memory only (--index-dir DIR keeps them)")
     console.print(f"{len(selector):,} passages, {len(selector.tasks)} tasks; http://{host}:{port}/docs")
     limits = Limits(max_k=max_k, max_queries=max_queries, allow_additions=allow_additions)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     _raise_open_files_limit()  # many idle clients must not exhaust file descriptors
     server(create_app(selector, limits, token), host, port).run()
+
+
+def open_selector(
+    model: str, pool: Path | None, saved: Path | None, index: str = "flat", tokenizer: str | None = None
+) -> Selector:
+    """The selector `llmr serve` answers with: loaded from `saved` if a selector was saved there (no `pool`
+    then), else built from `model` and `pool` (and saved there); with `saved`, additions are kept there."""
+    if saved is not None and Selector.is_saved(saved):
+        if pool is not None:
+            raise typer.BadParameter(f"{saved} already holds a pool; drop --pool, or give a new --index-dir")
+        selector = Selector.load(saved)
+    else:
+        if pool is None:
+            raise typer.BadParameter("give the pool to serve, or an --index-dir it was saved to", param_hint="--pool")
+        selector = Selector.load(model, pool, index=index, tokenizer=tokenizer)  # type: ignore[arg-type]
+        if saved is not None:
+            selector.save(saved)
+    if saved is not None:
+        selector.keep_additions(saved)
+    return selector
 
 
 def _raise_open_files_limit() -> None:

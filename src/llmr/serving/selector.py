@@ -5,6 +5,7 @@
     selector.select("Review: a gem of a film. Positive or negative?", k=4, task="sst2")
     selector.build_prompt(query, k=4, budget_tokens=512)
     selector.add([{"query": "...", "answer": "...", "task_name": "sst2"}])   # no index rebuild
+    selector.save("runs/selector"); Selector.load("runs/selector")            # no re-encoding
 
 Search: FAISS over normalised embeddings (cosine), exact (`flat`) or approximate (`hnsw`), the top
 `max(40, 4k)` of the pool (or of one task's items); then optionally MMR over those candidates
@@ -13,6 +14,8 @@ Search: FAISS over normalised embeddings (cosine), exact (`flat`) or approximate
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,15 +24,18 @@ from typing import Any
 
 import numpy as np
 
+from llmr.base.files import publish, write_json
 from llmr.base.manifest import config_hash
 from llmr.candidates.dense import Encoder, IndexKind, VectorIndex, pool_fingerprint
 from llmr.data.directory import DataDir
-from llmr.data.jsonl import read_jsonl
+from llmr.data.jsonl import read_jsonl, write_jsonl
 from llmr.data.schema import Passage
 from llmr.evaluation.selectors import TOP_N, Example
 from llmr.prompt import build_prompt, examples_within_budget
 
 PoolSource = str | Path | Iterable[Passage | Mapping[str, Any]]
+SAVED = "selector.json"  # a saved selector: this, index.faiss, passages.jsonl.gz
+JOURNAL = "added.jsonl"  # passages added since it was saved, one per line
 
 
 def as_passage(item: Passage | Mapping[str, Any], default_id: str) -> Passage:
@@ -99,40 +105,86 @@ class Selector:
         pool: Sequence[Passage],
         index: IndexKind = "flat",
         count_tokens: Callable[[Sequence[str]], list[int]] | None = None,
+        tokenizer: str | None = None,
     ) -> None:
         self.encoder = encoder
         self.kind = index
+        self.tokenizer = tokenizer
         self.passages: list[Passage] = []
         self._ids: set[str] = set()
-        self._tasks: list[str] = []
         self._by_task: dict[str, list[int]] = defaultdict(list)
         self._lock = threading.RLock()  # search and add may come from several threads (the HTTP service)
         dim = encoder.encode_documents(["dimension"]).shape[1]
         self.index = VectorIndex(dim, index)
         self.count_tokens = count_tokens or self._encoder_tokens
         self._fingerprint: str | None = None
+        self._journal: Path | None = None
         self.add(pool)
 
     @classmethod
     def load(
         cls,
         model: str | Path,
-        pool: PoolSource,
+        pool: PoolSource | None = None,
         index: IndexKind = "flat",
         batch_size: int = 128,
         tokenizer: str | None = None,
     ) -> Selector:
         """`model`: a trained llmr retriever folder, `all-minilm-l6-v2` (embedded) or any sentence-transformers
-        encoder (folder or hub id). `pool`: a passages file, a data folder, or the passages themselves.
+        encoder (folder or hub id), with `pool`: a passages file, a data folder, or the passages themselves.
+        Or a folder written by `save` (no pool): its index is loaded, not encoded again.
         `tokenizer` (a Hugging Face tokenizer folder or id) counts tokens for `budget_tokens` as your LLM
         does; by default the encoder's tokenizer approximates it."""
-        count = None
-        if tokenizer:
-            from transformers import AutoTokenizer
+        if cls.is_saved(model):
+            if pool is not None:
+                raise ValueError(f"{model} is a saved selector with its own pool: add passages with .add()")
+            return cls._restore(Path(model), batch_size)
+        if pool is None:
+            raise ValueError(f"{model} is not a saved selector ({SAVED} missing): give a pool")
+        return cls(Encoder(str(model), batch_size), read_pool(pool), index, _token_counter(tokenizer), tokenizer)
 
-            tok = AutoTokenizer.from_pretrained(tokenizer)
-            count = lambda texts: [len(ids) for ids in tok(list(texts), add_special_tokens=False).input_ids]  # noqa: E731
-        return cls(Encoder(str(model), batch_size), read_pool(pool), index, count)
+    @staticmethod
+    def is_saved(path: str | Path) -> bool:
+        return (Path(path) / SAVED).is_file()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the pool, its index and what encoded it to a folder, atomically (a kill leaves the old folder
+        or the new one), so `Selector.load(path)` serves the same selections without encoding the pool."""
+        path = Path(path)
+
+        def write(folder: Path) -> None:
+            self.index.save(folder / "index.faiss")
+            write_jsonl(folder / "passages.jsonl.gz", self.passages)
+            meta = {"model": self.encoder.name, "encoder": self.encoder.fingerprint, "index": self.kind}
+            write_json(folder / SAVED, {**meta, "tokenizer": self.tokenizer, "pool_size": len(self.passages)})
+
+        with self._lock:
+            publish(path, write)
+        return path
+
+    def keep_additions(self, path: str | Path) -> None:
+        """From now on, append each added passage to `path`/added.jsonl (flushed to disk before `add` returns),
+        so a selector saved at `path` and loaded again still has it."""
+        self._journal = Path(path) / JOURNAL
+
+    @classmethod
+    def _restore(cls, path: Path, batch_size: int) -> Selector:
+        meta = json.loads((path / SAVED).read_text(encoding="utf-8"))
+        encoder = Encoder(meta["model"], batch_size)
+        if encoder.fingerprint != meta["encoder"]:
+            raise ValueError(
+                f"{path} was encoded by other weights than {meta['model']} has now: build it again from the pool"
+            )
+        self = cls(encoder, [], meta["index"], _token_counter(meta["tokenizer"]), meta["tokenizer"])
+        self.index = VectorIndex.load(path / "index.faiss")
+        passages = list(read_jsonl(path / "passages.jsonl.gz", Passage))
+        if len(passages) != len(self.index):
+            raise ValueError(f"{path}: {len(passages)} passages but {len(self.index)} vectors; build it again")
+        self._register(passages)
+        if (path / JOURNAL).exists():
+            self.add([p for p in _read_journal(path / JOURNAL) if p.id not in self._ids])  # a kill may repeat some
+            self.save(path)  # the additions join the index (and a torn last line goes): the next start encodes nothing
+        return self
 
     # -- the pool --------------------------------------------------------------------------------
 
@@ -150,14 +202,22 @@ class Selector:
             if not items:
                 return 0
             vectors = self.encoder.encode_documents([p.contents for p in items])
+            if self._journal is not None:
+                with open(self._journal, "a", encoding="utf-8") as fh:
+                    fh.writelines(p.model_dump_json() + "\n" for p in items)
+                    fh.flush()
+                    os.fsync(fh.fileno())
             self.index.add(vectors)
-            for offset, p in enumerate(items):
-                self._by_task[p.task_name].append(start + offset)
-            self.passages.extend(items)
-            self._ids.update(ids)
-            self._tasks.extend(p.task_name for p in items)
-            self._fingerprint = None
+            self._register(items)
             return len(items)
+
+    def _register(self, items: Sequence[Passage]) -> None:
+        start = len(self.passages)
+        for offset, p in enumerate(items):
+            self._by_task[p.task_name].append(start + offset)
+        self.passages.extend(items)
+        self._ids.update(p.id for p in items)
+        self._fingerprint = None
 
     @property
     def fingerprint(self) -> str:
@@ -261,6 +321,30 @@ class Selector:
     def _encoder_tokens(self, texts: Sequence[str]) -> list[int]:
         tok = self.encoder.model.tokenizer
         return [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def _token_counter(tokenizer: str | None) -> Callable[[Sequence[str]], list[int]] | None:
+    if not tokenizer:
+        return None
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer)
+    return lambda texts: [len(ids) for ids in tok(list(texts), add_special_tokens=False).input_ids]
+
+
+def _read_journal(path: Path) -> list[Passage]:
+    """The passages in an additions journal; a last line cut short by a kill is dropped (its `add` never returned)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for number, line in enumerate(lines, 1):
+        try:
+            out.append(Passage.model_validate_json(line))
+        except ValueError as exc:
+            if number < len(lines):
+                raise ValueError(f"{path}:{number}: not a passage ({exc.errors()[0]['msg']})") from None
+    return out
 
 
 def _group(tasks: Sequence[str | None]) -> dict[str | None, list[int]]:

@@ -7,13 +7,13 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from llmr.base.encoders import default_dtype
+from llmr.base.files import publish
 from llmr.distributed.ddp import barrier, is_main_process, world_size
 
 SAVE_STEPS = 50  # a kill loses at most this many steps
@@ -60,20 +60,6 @@ def latest_checkpoint(folder: Path) -> Path | None:
             log.warning("%s was cut short by a kill: removed, resuming from an earlier one", checkpoint)
             shutil.rmtree(checkpoint)
     return None
-
-
-def publish(out: Path, save: Callable[[Path], None]) -> None:
-    """`save` the finished model into a folder beside `out`, then swap it in: a kill leaves the old `out`
-    (with its checkpoints) or the new model, never half of one."""
-    staging, old = out.parent / f".{out.name}.saving", out.parent / f".{out.name}.old"
-    for leftover in (staging, old):
-        shutil.rmtree(leftover, ignore_errors=True)  # named by llmr: a killed run's
-    staging.mkdir(parents=True)
-    save(staging)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def fit(

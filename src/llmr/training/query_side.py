@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmr.base.encoders import default_dtype, resolve_encoder
-from llmr.base.files import temp_beside
+from llmr.base.files import publish, temp_beside
 from llmr.base.progress import progress_bar
 from llmr.data.schema import CandidateList, Passage
-from llmr.training.fit import SAVE_STEPS, data_fingerprint, open_checkpoints, publish, save_model
+from llmr.training.fit import SAVE_STEPS, data_fingerprint, open_checkpoints, save_model
 from llmr.training.groups import training_groups
 
 if TYPE_CHECKING:
