@@ -62,3 +62,57 @@ def test_dspy_program_sees_the_demos_chosen_for_each_input() -> None:
         second = str(lm.history[-1]["messages"])
     assert ("Paris" in first or "Tokyo" in first) and "Shakespeare" not in first
     assert "Shakespeare" in second and "Paris" not in second
+
+
+QUESTIONS = [
+    "What is the capital of Italy?",
+    "How many legs does an ant have?",
+    "Who wrote Macbeth?",
+    "What is the capital of Germany?",
+    "How many legs does a crab have?",
+    "Who wrote Othello?",
+] * 2
+
+
+def test_dspy_concurrent_calls_never_see_each_others_demos() -> None:
+    dspy = pytest.importorskip("dspy")
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmr.integrations.dspy import LLMRFewShot
+
+    class DemoEcho(dspy.Module):  # answers with its demo, after a pause in which other calls run
+        def __init__(self) -> None:
+            super().__init__()
+            self.predict = dspy.Predict("question -> answer")
+
+        def forward(self, question: str) -> dspy.Prediction:
+            time.sleep(0.05)
+            return dspy.Prediction(answer=self.predict.demos[-1].answer)
+
+    fewshot = LLMRFewShot([dspy.Example(**e).with_inputs("question") for e in EXAMPLES], k=1)
+    expected = [fewshot.demos(question=q)[-1].answer for q in QUESTIONS]
+    assert len(set(expected)) >= 3
+    program = fewshot.compile(DemoEcho())
+    with ThreadPoolExecutor(6) as pool:
+        assert [p.answer for p in pool.map(lambda q: program(question=q), QUESTIONS)] == expected
+    pairs = [(program, dspy.Example(question=q).with_inputs("question")) for q in QUESTIONS]
+    assert [p.answer for p in dspy.Parallel(num_threads=6)(pairs)] == expected
+    assert all(not p.demos for p in program.predictors())  # nothing left on the shared program
+
+
+def test_langchain_and_dspy_put_the_best_example_last_by_default() -> None:
+    pytest.importorskip("langchain_core")
+    dspy = pytest.importorskip("dspy")
+    from llmr.integrations.dspy import LLMRFewShot
+    from llmr.integrations.langchain import LLMRExampleSelector
+
+    query = "What is the capital of Japan, the country?"
+    chosen = LLMRExampleSelector.from_examples(EXAMPLES, k=3, input_keys=["question"]).select_examples(
+        {"question": query}
+    )
+    assert chosen[-1]["answer"] == "Tokyo"
+    first = LLMRExampleSelector.from_examples(EXAMPLES, k=3, input_keys=["question"], order="best_first")
+    assert first.select_examples({"question": query}) == chosen[::-1]
+    fewshot = LLMRFewShot([dspy.Example(**e).with_inputs("question") for e in EXAMPLES], k=3)
+    assert fewshot.demos(question=query)[-1].answer == "Tokyo"

@@ -102,6 +102,12 @@ def test_budget_drops_the_least_similar_and_the_prompt_puts_the_most_similar_las
     assert [e.passage.id for e in cut] == [e.passage.id for e in full[:2]]
     prompt = selector.build_prompt("a boring, tedious film", k=2, task="sst2")
     assert prompt.endswith(f"{full[0].passage.contents}\n\na boring, tedious film\n")
+    last = selector.select("a boring, tedious film", k=4, task="sst2", budget_tokens=budget, order="best_last")
+    assert [e.passage.id for e in last] == [e.passage.id for e in full[:2]][::-1]  # the same two, best last
+    first = selector.build_prompt("a boring, tedious film", k=2, task="sst2", order="best_first")
+    assert first.startswith(full[0].passage.contents)
+    with pytest.raises(ValueError, match="order must be"):
+        selector.select("x", order="similar")  # type: ignore[arg-type]
 
 
 def test_diversity_and_label_balance(selector: llmr.Selector) -> None:
@@ -255,6 +261,16 @@ def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector)
         assert added.json() == {"added": 1, "pool_size": len(pool()) + 1}
         top = client.post("/v1/select", json={"query": "parliament voted", "k": 1, "task": "ag_news"}).json()
         assert top["results"][0][0]["id"] == "w1"
+        raw = {"task": "sst2", "fields": {"sentence": "a dull movie"}, "k": 2}
+        templated = 'Review: "a dull movie" Is this movie review sentence negative or positive?'
+        by_fields = client.post("/v1/prompt", json=raw).json()
+        assert by_fields["prompts"][0] == selector.build_prompt(templated, k=2, task="sst2")
+        assert by_fields["prompts"][0].endswith(f"\n\n{templated}\n")  # the query reads like the examples
+        inputs = client.post("/v1/select", json={**raw, "fields": None, "inputs": [raw["fields"]] * 2}).json()
+        ranked = client.post("/v1/select", json=raw).json()["results"][0]
+        assert inputs["results"] == [ranked, ranked] and ranked[0]["score"] >= ranked[1]["score"]  # best first
+        assert client.post("/v1/select", json={**raw, "order": "best_last"}).json()["results"][0] == ranked[::-1]
+        assert by_fields["examples"][0] == ranked[::-1]  # a prompt's examples: best last, as shown
         again = client.post("/v1/passages", json={"passages": [{"id": "w1", "contents": "x\ny"}]}, headers=AUTH)
         assert again.status_code == 409
         assert "/v1/select" in client.get("/openapi.json").json()["paths"]
@@ -280,6 +296,11 @@ def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector)
         ({"query": "a", "balance_labels": "yes"}, 422, "valid boolean"),
         ({"queries": ["a"] * 4, "k": 7}, 413, "over 24 results"),
         ({"query": "a", "k": 8}, 200, ""),
+        ({"fields": {"sentence": "a"}}, 422, "need a known `task`"),
+        ({"fields": {"sentense": "a"}, "task": "sst2"}, 422, "unknown field 'sentense'"),
+        ({"inputs": [{"sentence": "a"}, {}], "task": "sst2"}, 422, "field 'sentence' missing"),
+        ({"query": "a", "fields": {"sentence": "a"}, "task": "sst2"}, 422, "exactly one of"),
+        ({"query": "a", "order": "worst_first"}, 422, "best_first"),
     ],
 )
 def test_service_refuses_bad_requests_clearly(service: str, body: dict, status: int, message: str) -> None:

@@ -1,4 +1,4 @@
-"""`llmr tasks list|show`."""
+"""`llmr tasks list|show|format`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def list_tasks(
 ) -> None:
     """Every task with its category, metric, mode and held-out flag."""
     table = Table(title=f"{len(TASKS)} LLM-R tasks in {len(CATEGORIES)} categories")
-    for col in ("task", "category", "metric", "mode", "held-out", "label words"):
+    table.add_column("task", no_wrap=True)  # a name must stay whole (natural_questions at 80 columns)
+    for col in ("category", "metric", "mode", "held-out", "label words"):
         table.add_column(col)
     for task in TASKS.values():
         if category and task.category.lower() != category.lower():
@@ -47,6 +48,7 @@ def show(name: str = typer.Argument(..., help="Task name, e.g. sst2.")) -> None:
         "mode": task.mode,
         "held out": "yes" if task.held_out else "no",
         "template": repr(task.template),
+        "fields": ", ".join(task.template_fields) + f"  (llmr tasks format {task.name} FIELD=VALUE ...)",
         "label words": ", ".join(task.label_words) or "-",
         "filters": task.filters or "-",
         "HF dataset": f"{task.hf_dataset}" + (f" ({task.hf_config})" if task.hf_config else ""),
@@ -56,3 +58,22 @@ def show(name: str = typer.Argument(..., help="Task name, e.g. sst2.")) -> None:
     for key, value in rows.items():
         table.add_row(key, value)
     console.print(table)
+
+
+@app.command("format")
+def format_query(
+    name: str = typer.Argument(..., help="Task name, e.g. sst2."),
+    fields: list[str] = typer.Argument(..., help="The template's fields as FIELD=VALUE (sst2: sentence=...)."),
+) -> None:
+    """A raw input as the task's query (its template filled), ready for `llmr serve` or `Selector.select`."""
+    try:
+        task = get_task(name)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="NAME") from None
+    bad = next((f for f in fields if "=" not in f), None)
+    if bad is not None:
+        raise typer.BadParameter(f"{bad!r}: give FIELD=VALUE", param_hint="FIELDS")
+    try:
+        typer.echo(task.format_query(dict(f.split("=", 1) for f in fields)))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FIELDS") from None

@@ -6,7 +6,12 @@
     program(question="...")   # each call's predictors see the k training examples chosen for this input
 
 Like `dspy.KNNFewShot`, but the examples are labelled demos used as they are (no bootstrapping), and
-the similarity is the learned retriever's. `fewshot.demos(**inputs)` gives them directly (as `dspy.KNN`).
+the similarity is the learned retriever's. `fewshot.demos(**inputs)` gives them directly (as `dspy.KNN`),
+the best last by default (`order`), next to the input as in LLM-R's prompts.
+
+Each call runs a fresh copy of the program with its own demos, so concurrent calls (`dspy.Evaluate` with
+threads, `dspy.Parallel`) never see each other's; `program.save()` therefore holds no demos: they are
+chosen per input, by the retriever.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without dspy
     raise ImportError("the DSPy integration needs dspy: pip install dspy") from exc
 
-from llmr.serving.selector import IndexKind, Selector
+from llmr.serving.selector import IndexKind, Order, Selector
 
 
 class LLMRFewShot(Teleprompter):
@@ -32,12 +37,13 @@ class LLMRFewShot(Teleprompter):
         k: int = 4,
         index: IndexKind = "flat",
         selector: Selector | None = None,
+        order: Order = "best_last",
         **options: Any,  # budget_tokens, diversity, balance_labels
     ) -> None:
         super().__init__()
         self.trainset = list(trainset)
         self.k = k
-        self.options = options
+        self.options = {**options, "order": order}
         self.input_keys = list(self.trainset[0].inputs().keys()) if self.trainset else []
         items = [{"id": str(i), "contents": self._text(ex, labels=True)} for i, ex in enumerate(self.trainset)]
         self.selector = selector or Selector.load(model, [], index=index)
@@ -50,20 +56,20 @@ class LLMRFewShot(Teleprompter):
         return "\n".join(str(v) for v in values)
 
     def demos(self, **inputs: Any) -> list[dspy.Example]:
-        """The k training examples chosen for these inputs, most similar first."""
+        """The k training examples chosen for these inputs, in `order`."""
         query = "\n".join(str(inputs[key]) for key in self.input_keys if key in inputs)
         return [self.trainset[int(e.passage.id)] for e in self.selector.select(query, self.k, **self.options)]
 
     def compile(self, student: dspy.Module, *, trainset: Any = None, teacher: Any = None) -> dspy.Module:
-        program = student.reset_copy()
-        forward = type(program).forward
+        template, program = student.reset_copy(), student.reset_copy()
         fewshot = self
 
         def forward_with_demos(self: dspy.Module, **kwargs: Any) -> Any:
+            call = template.deepcopy()  # this call's own predictors: demos set here are seen by no other call
             demos = fewshot.demos(**kwargs)
-            for predictor in self.predictors():
+            for predictor in call.predictors():
                 predictor.demos = demos
-            return forward(self, **kwargs)
+            return call(**kwargs)
 
         program.forward = types.MethodType(forward_with_demos, program)
         return program

@@ -15,7 +15,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without langchain-core
     raise ImportError("the LangChain integration needs langchain-core: pip install langchain-core") from exc
 
-from llmr.serving.selector import IndexKind, Selector
+from llmr.serving.selector import IndexKind, Order, Selector
 
 
 class LLMRExampleSelector(BaseExampleSelector):
@@ -24,7 +24,8 @@ class LLMRExampleSelector(BaseExampleSelector):
     An example is indexed as its `input_keys` values then its other values, one per line (the LLM-R
     pool format: query, then answer); a query is the input variables' values for `input_keys`.
     Pool items that did not come from LangChain (a selector loaded with a passages file) come back as
-    `{input_key: query, output_key: answer}`.
+    `{input_key: query, output_key: answer}`. `order="best_last"` (the default) lists the best example
+    last, next to the query in the prompt, as LLM-R's retriever was trained to be used.
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class LLMRExampleSelector(BaseExampleSelector):
         input_keys: Sequence[str] | None = None,
         task: str | None = None,
         output_keys: tuple[str, str] = ("input", "output"),
+        order: Order = "best_last",
         **options: Any,  # budget_tokens, diversity, balance_labels
     ) -> None:
         self.selector = selector
@@ -41,7 +43,7 @@ class LLMRExampleSelector(BaseExampleSelector):
         self.input_keys = list(input_keys) if input_keys else None
         self.task = task
         self.output_keys = output_keys
-        self.options = options
+        self.options = {**options, "order": order}
         self._examples: dict[str, dict[str, Any]] = {}
 
     @classmethod

@@ -10,6 +10,12 @@
 Search: FAISS over normalised embeddings (cosine), exact (`flat`) or approximate (`hnsw`), the top
 `max(40, 4k)` of the pool (or of one task's items); then optionally MMR over those candidates
 (`diversity`: 0 = by similarity only) and label balance (round-robin over answers).
+
+Order (`order`, the same option in every interface): the examples are ranked as they were picked (by
+similarity; with `diversity` or `balance_labels`, in the order MMR or the round-robin picked them).
+`best_first` lists them in that rank order (the default of `select`); `best_last` reverses it, so the
+best example sits next to the query, as in LLM-R's prompts (the default of everything that builds a
+prompt: `build_prompt`, POST /v1/prompt, the LangChain and DSPy integrations).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,6 +40,7 @@ from llmr.evaluation.selectors import TOP_N, Example
 from llmr.prompt import build_prompt, examples_within_budget
 
 PoolSource = str | Path | Iterable[Passage | Mapping[str, Any]]
+Order = Literal["best_first", "best_last"]
 SAVED = "selector.json"  # a saved selector: this, index.faiss, passages.jsonl.gz
 JOURNAL = "added.jsonl"  # passages added since it was saved, one per line
 
@@ -254,9 +261,10 @@ class Selector:
         budget_tokens: int | None = None,
         diversity: float | None = None,
         balance_labels: bool = False,
+        order: Order = "best_first",
     ) -> list[Example]:
-        """The k examples for one query, most similar first (within `budget_tokens` with the query)."""
-        return self.select_many([query], k, task, budget_tokens, diversity, balance_labels)[0]
+        """The k examples for one query (those that fit `budget_tokens` with the query), in `order`."""
+        return self.select_many([query], k, task, budget_tokens, diversity, balance_labels, order)[0]
 
     def select_many(
         self,
@@ -266,12 +274,15 @@ class Selector:
         budget_tokens: int | None = None,
         diversity: float | None = None,
         balance_labels: bool = False,
+        order: Order = "best_first",
     ) -> list[list[Example]]:
         """`select` for many queries with one encoder pass; `task` is one task for all, or one per query."""
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ValueError(f"diversity must be in [0, 1], not {diversity}")
+        if order not in ("best_first", "best_last"):
+            raise ValueError(f"order must be best_first or best_last, not {order!r}")
         per_query = [task] * len(queries) if task is None or isinstance(task, str) else list(task)
         if len(per_query) != len(queries):
             raise ValueError(f"{len(per_query)} tasks for {len(queries)} queries")
@@ -291,26 +302,28 @@ class Selector:
                     found[row] = (docs[j][keep], scores[j][keep])
             out = []
             for (docs, scores), query in zip(found, queries, strict=True):
-                order = list(range(len(docs)))
+                ranked = list(range(len(docs)))
                 if diversity:
-                    order = mmr(scores, self.index.vectors(docs), k, diversity)
+                    ranked = mmr(scores, self.index.vectors(docs), k, diversity)
                 if balance_labels:
-                    order = balanced(order, [self.passages[d].contents.rpartition("\n")[2] for d in docs], k)
-                chosen = [Example(self.passages[int(docs[i])], float(scores[i])) for i in order[:k]]
+                    ranked = balanced(ranked, [self.passages[d].contents.rpartition("\n")[2] for d in docs], k)
+                chosen = [Example(self.passages[int(docs[i])], float(scores[i])) for i in ranked[:k]]
                 if budget_tokens is not None:
                     texts = [e.passage.contents for e in chosen]
                     chosen = chosen[: examples_within_budget(texts, query, budget_tokens, self.count_tokens)]
-                out.append(chosen)
+                out.append(chosen[::-1] if order == "best_last" else chosen)
             return out
 
     def build_prompt(self, query: str, k: int = 8, **options: Any) -> str:
-        """The LLM-R prompt: the selected examples (most similar last), then the query."""
+        """The LLM-R prompt: the selected examples (by default the best last), then the query."""
         return self.build_prompts([query], k, **options)[0]
 
-    def build_prompts(self, queries: Sequence[str], k: int = 8, **options: Any) -> list[str]:
+    def build_prompts(
+        self, queries: Sequence[str], k: int = 8, order: Order = "best_last", **options: Any
+    ) -> list[str]:
         return [
-            build_prompt([e.passage.contents for e in examples][::-1], query)
-            for query, examples in zip(queries, self.select_many(queries, k, **options), strict=True)
+            build_prompt([e.passage.contents for e in examples], query)
+            for query, examples in zip(queries, self.select_many(queries, k, order=order, **options), strict=True)
         ]
 
     def _search(self, vectors: np.ndarray, n: int, task: str | None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,9 @@
 """`llmr serve`: the selector as an HTTP service (FastAPI; OpenAPI schema at /openapi.json, docs at /docs).
 
-    POST /v1/select    {"query": "..."} or {"queries": [...]}, k, task, budget_tokens, diversity, balance_labels
-    POST /v1/prompt    the same request -> LLM-R prompts (examples, most similar last, then the query)
+    POST /v1/select    {"query": "..."} or {"queries": [...]}, or a raw input filled into a task's template:
+                       {"task": "sst2", "fields": {"sentence": "..."}} (or "inputs": [{...}, ...]);
+                       k, task, budget_tokens, diversity, balance_labels, order (default best_first)
+    POST /v1/prompt    the same request -> LLM-R prompts (the examples, by default the best last, then the query)
     POST /v1/passages  {"passages": [{"query": ..., "answer": ..., "task_name": ...}]} -> added to the pool
                        (off unless `Limits.allow_additions`; then "Authorization: Bearer <token>")
     GET  /healthz, GET /v1/info
@@ -28,17 +30,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from llmr.prompt import build_prompt
-from llmr.serving.selector import Selector
+from llmr.serving.selector import Order, Selector
+from llmr.tasks import TASKS
 
 log = logging.getLogger("llmr.serve")
 
@@ -70,23 +73,36 @@ class Strict(BaseModel):
 
 
 class SelectRequest(Strict):
-    query: Text | None = Field(None, description="One query; or `queries`.")
+    query: Text | None = Field(None, description="One query as the pool's queries read (a task's filled template).")
     queries: list[Text] | None = Field(None, min_length=1, description="Several queries, answered in order.")
+    fields: dict[str, Text] | None = Field(None, description="A raw input, filled into `task`'s template.")
+    inputs: list[dict[str, Text]] | None = Field(None, min_length=1, description="Several raw inputs of `task`.")
     task: Text | None = Field(None, description="Only this task's passages; default: the whole pool.")
     k: int = Field(8, ge=1, description="Examples per query.")
     budget_tokens: int | None = Field(None, ge=1, description="Drop the least similar examples to fit.")
     diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight: 0 = by similarity only.")
     balance_labels: bool = Field(False, description="Round-robin over the examples' answers.")
+    order: Literal["best_first", "best_last"] | None = Field(
+        None, description="Where the best example goes: default best_first for /v1/select, best_last for /v1/prompt."
+    )
+    _texts: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _one_of(self) -> SelectRequest:
-        if (self.query is None) == (self.queries is None):
-            raise ValueError("give exactly one of `query` and `queries`")
+        given = [self.query, self.queries, self.fields, self.inputs]
+        if sum(x is not None for x in given) != 1:
+            raise ValueError("give exactly one of `query`, `queries`, `fields` and `inputs`")
+        if self.fields is not None or self.inputs is not None:
+            if self.task not in TASKS:
+                raise ValueError(f"`fields` and `inputs` need a known `task` to fill its template, not {self.task!r}")
+            self._texts = [TASKS[self.task].format_query(f) for f in self.inputs or [self.fields or {}]]
+        else:
+            self._texts = [self.query] if self.query is not None else list(self.queries or [])
         return self
 
     @property
     def texts(self) -> list[str]:
-        return [self.query] if self.query is not None else list(self.queries or [])
+        return self._texts
 
 
 class ExampleOut(BaseModel):
@@ -325,7 +341,7 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
         if request.task is not None and request.task not in selector.tasks:
             raise HTTPException(422, f"unknown task {request.task!r}; the pool has {', '.join(selector.tasks)}")
 
-    async def choose(request: SelectRequest) -> list[list[Any]]:
+    async def choose(request: SelectRequest, order: Order) -> list[list[Any]]:
         check(request)
         try:
             chosen = await batcher.select(request)
@@ -334,7 +350,7 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
         size = sum(len(e.passage.contents) + len(e.passage.id) + 64 for examples in chosen for e in examples)
         if size > limits.max_response_bytes:
             raise HTTPException(413, f"the response would be over {limits.max_response_bytes} bytes; ask for fewer")
-        return chosen
+        return [examples[::-1] for examples in chosen] if (request.order or order) == "best_last" else chosen
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -346,12 +362,12 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
 
     @app.post("/v1/select", response_model=SelectResponse)
     async def select(request: SelectRequest) -> SelectResponse:
-        return SelectResponse(results=[_out(x) for x in await choose(request)])
+        return SelectResponse(results=[_out(x) for x in await choose(request, "best_first")])
 
     @app.post("/v1/prompt", response_model=PromptResponse)
     async def prompt(request: SelectRequest) -> PromptResponse:
-        chosen = await choose(request)
-        texts = [[e.passage.contents for e in examples][::-1] for examples in chosen]
+        chosen = await choose(request, "best_last")
+        texts = [[e.passage.contents for e in examples] for examples in chosen]
         prompts = [build_prompt(ex, q) for q, ex in zip(request.texts, texts, strict=True)]
         return PromptResponse(prompts=prompts, examples=[_out(x) for x in chosen])
 

@@ -62,6 +62,16 @@ class Task:
     def template_fields(self) -> list[str]:
         return [name for _, name, _, _ in string.Formatter().parse(self.template) if name]
 
+    def format_query(self, fields: Mapping[str, Any]) -> str:
+        """A raw input as this task's query: its template filled from `fields` (sst2: `sentence`), exactly
+        as the pool's queries were, so a new input and its retrieved examples read alike."""
+        unknown = sorted(set(fields) - set(self.template_fields))
+        missing = [f for f in self.template_fields if fields.get(f) is None]
+        if unknown or missing:
+            wrong = f"unknown field {unknown[0]!r}" if unknown else f"field {missing[0]!r} missing"
+            raise ValueError(f"task {self.name}: {wrong}; its template takes {', '.join(self.template_fields)}")
+        return self.template.format(**{f: fields[f] for f in self.template_fields})
+
     def to_record(self, row: Row, query_id: str) -> dict[str, Any] | None:
         """One row in the task's HF schema -> a record of the data contract, or None if filtered."""
         try:
