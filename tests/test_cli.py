@@ -181,6 +181,67 @@ def test_bad_input_is_one_line_on_stderr_not_a_traceback(tmp_path: Path) -> None
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.strip() == f"llmr: error: {tmp_path / 'passages.jsonl'}:2: field 'id': 'p0' repeats line 1"
     verbose = subprocess.run(
-        [sys.executable, "-m", "llmr.cli", "-v", "data", "inspect", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "llmr.cli", "--debug", "data", "inspect", str(tmp_path)], capture_output=True, text=True
     )
-    assert "Traceback" in verbose.stderr  # -v: the whole story
+    assert "Traceback" in verbose.stderr  # --debug: the whole story
+
+
+def _llmr(*args: str, cwd: Path | None = None, env: dict | None = None):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "llmr.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
+
+
+def test_a_missing_local_path_is_an_error_not_a_hub_lookup(tmp_path: Path) -> None:
+    from llmr.base.files import local_or_hub_id
+
+    (tmp_path / "runs").mkdir()
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for spec in ("runs/nope", "./model", "/no/such/model", "a/b/c", "weights.gguf", "~/nope"):
+            with pytest.raises(FileNotFoundError, match="not found"):
+                local_or_hub_id(spec)
+        assert local_or_hub_id("google/gemma-3-270m") == "google/gemma-3-270m"  # a hub id stays one
+        assert local_or_hub_id("runs") == "runs"  # it exists
+    finally:
+        os.chdir(here)
+    data = tmp_path / "data"
+    run("data", "build", "--source", "samples", "--tasks", "sst2", "--out", str(data), "--max-train", "4")
+    env = {**os.environ, "HF_HUB_OFFLINE": "0"}
+    got = _llmr("eval", "--data", str(data), "--methods", "llmr:runs/nope", "-o", "out", cwd=tmp_path, env=env)
+    assert got.returncode == 2 and got.stderr.strip().splitlines() == [
+        "llmr: error: encoder not found: runs/nope (no such file or folder here; a hub id reads owner/name)"
+    ]
+    debug = _llmr("--debug", "eval", "--data", str(data), "--methods", "llmr:runs/nope", "-o", "out", cwd=tmp_path)
+    assert "Traceback" in debug.stderr
+
+
+def test_data_commands_outside_a_checkout_say_where_they_looked(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LLMR_SHARED_DATA"}
+    got = _llmr("data", "build", "--source", "shared", "--out", "x", cwd=tmp_path, env=env)
+    assert got.returncode == 2 and len(got.stderr.strip().splitlines()) == 1
+    assert f"looked for shared/data/llmr-tasks in {tmp_path}" in got.stderr and "LLMR_SHARED_DATA" in got.stderr
+    wrong = _llmr("data", "build", "--source", "shared", cwd=tmp_path, env={**env, "LLMR_SHARED_DATA": "/nope"})
+    assert wrong.returncode == 2 and wrong.stderr.strip() == "llmr: error: LLMR_SHARED_DATA=/nope: no such folder"
+    missing = _llmr("data", "inspect", str(tmp_path / "nope"))
+    assert (
+        missing.returncode == 2 and missing.stderr.strip() == f"llmr: error: data folder not found: {tmp_path / 'nope'}"
+    )
+
+
+def test_tasks_format_fills_a_template_from_raw_fields() -> None:
+    out = run("tasks", "format", "sst2", "sentence=a gem of a film")
+    assert out.strip() == 'Review: "a gem of a film" Is this movie review sentence negative or positive?'
+    bad = runner.invoke(app, ["tasks", "format", "sst2", "sentense=x"])
+    assert bad.exit_code == 2 and "unknown field 'sentense'" in bad.output and "takes sentence" in bad.output
+    assert "fields" in run("tasks", "show", "copa") and "premise, question" in run("tasks", "show", "copa")
+
+
+def test_help_shows_no_type_after_a_flag_and_task_names_stay_whole() -> None:
+    assert "<bool>" not in run("serve", "--help") and "<bool>" not in run("train", "retriever", "--help")
+    narrow = _llmr("tasks", "list", env={**os.environ, "COLUMNS": "80"})
+    assert "natural_questions" in narrow.stdout

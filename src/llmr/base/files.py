@@ -83,3 +83,22 @@ def folder_fingerprint(path: Path | str, hash_below: int = 64 << 20) -> str:
         digest.update(f"{f.relative_to(path) if path.is_dir() else f.name}\0{stat.st_size}\0".encode())
         digest.update(file_fingerprint(f).encode() if stat.st_size < hash_below else str(stat.st_mtime_ns).encode())
     return "sha256:" + digest.hexdigest()
+
+
+def local_or_hub_id(spec: str, what: str = "model") -> str:
+    """`spec` as given when it exists locally or reads as a hub id (`name`, `owner/name`); an error, not a
+    network lookup, when it reads as a local path that is missing (`runs/nope` where `runs/` exists,
+    `./x`, `/x`, `~/x`, `a/b/c`, a file name)."""
+    if Path(spec).expanduser().exists():
+        return spec
+    first = spec.split("/", 1)[0]
+    local = (
+        spec.startswith((".", "/", "~"))
+        or spec.count("/") > 1
+        or "\\" in spec
+        or Path(spec).suffix in (".gguf", ".safetensors", ".json", ".bin")
+        or ("/" in spec and Path(first).is_dir())
+    )
+    if local:
+        raise FileNotFoundError(f"{what} not found: {spec} (no such file or folder here; a hub id reads owner/name)")
+    return spec

@@ -5,9 +5,20 @@ from __future__ import annotations
 import logging
 import sys
 
+import click
 import typer
+import typer.core
 
 from llmr.cli import candidates, data, demo, evaluate, llm, pipeline, score, serve, tasks, train
+
+_option_type = typer.core.TyperOption.display_type_rich
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: click.Context) -> str | None:
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_type  # typer 0.29 prints "<bool>" after a flag, which takes none
 
 app = typer.Typer(
     name="llmr",
@@ -29,7 +40,10 @@ app.command("serve")(serve.serve)
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what each stage does.")) -> None:
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what each stage does."),
+    debug: bool = typer.Option(False, "--debug", help="Show an error's full traceback, not one line."),
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -41,11 +55,11 @@ USER_ERRORS = (ValueError, KeyError, OSError, ImportError, RuntimeError)
 
 
 def main() -> None:
-    """The `llmr` entry point: `app` with user errors shown as one line (-v shows the traceback)."""
+    """The `llmr` entry point: `app` with user errors shown as one line (--debug shows the traceback)."""
     try:
         app(standalone_mode=True)
     except USER_ERRORS as exc:
-        if {"-v", "--verbose"} & set(sys.argv[1:]):
+        if "--debug" in sys.argv[1:]:
             raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"llmr: error: {message}", file=sys.stderr)

@@ -107,6 +107,8 @@ def default_shared_dir() -> Path | None:
     """The offline task copy: $LLMR_SHARED_DATA, else `shared/data/llmr-tasks` beside a parent folder."""
     env = os.environ.get("LLMR_SHARED_DATA")
     if env:
+        if not Path(env).is_dir():
+            raise FileNotFoundError(f"LLMR_SHARED_DATA={env}: no such folder")
         return Path(env)
     for base in (Path.cwd(), *Path.cwd().parents):
         candidate = base / "shared" / "data" / "llmr-tasks"
@@ -162,6 +164,9 @@ def open_source(spec: str) -> RowSource:
     if spec in ("shared", "auto"):
         found = default_shared_dir()
         if found is None:
-            raise FileNotFoundError("no shared/data/llmr-tasks folder found; set LLMR_SHARED_DATA or pass a path")
+            raise FileNotFoundError(
+                f"no offline task data: looked for shared/data/llmr-tasks in {Path.cwd()} and its parents; "
+                "set LLMR_SHARED_DATA=/path/to/llmr-tasks once (e.g. in your shell profile) or give --source PATH"
+            )
         return DirectorySource(found)
     return DirectorySource(spec)

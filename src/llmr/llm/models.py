@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmr.base.files import folder_fingerprint
+from llmr.base.files import folder_fingerprint, local_or_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def resolve_hf_model(spec: str) -> tuple[str, str]:
         return str(_converted_gguf(path, key=f"{path.stem}-{stat.st_size}")), str(path.resolve())
     if path.is_dir():
         return str(path.resolve()), str(path.resolve())
-    return spec, spec
+    return local_or_hub_id(spec, "LLM"), spec
 
 
 def model_fingerprint(path: str) -> str:
