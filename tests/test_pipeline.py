@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,53 @@ def test_iteration_two_trains_on_the_union_of_teachers_unless_told_otherwise(tmp
     assert [r.name for r in alone if r.ran] == ["iteration-2/retriever"]  # everything else is reused
     assert alone[-1].report["train_lists"] == one_lists
     assert "iteration-1/teacher" not in json.loads((alone[-1].path / "stage.json").read_text())["inputs"]
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+
+def test_plan_counts_the_work_each_stage_does() -> None:
+    from llmr.pipeline.plan import plan
+
+    cfg = tiny(
+        "candidates.max_per_task=50", "scoring.max_per_task=10", "distill.top_n=8", "retriever.epochs=2", iterations=2
+    )
+    stages = {s.name: s for s in plan(cfg, rows={"sst2": 100, "copa": 30})}
+    assert stages["iteration-1/candidates"].work == "80 queries"  # 50 + 30
+    assert stages["iteration-1/score"].work == "≤100 LLM pairs"  # (10 + 10) x 5 candidates
+    assert stages["iteration-1/teacher"].work == "640 pairs"  # every mined query x 8
+    assert stages["iteration-2/retriever"].work == "160 lists x 2 epochs"  # the union of both iterations
+    assert stages["iteration-2/score"].seconds == stages["iteration-1/score"].seconds > 0
+    assert plan(cfg, rows={"sst2": 1000, "copa": 30})[2].seconds == stages["iteration-1/score"].seconds  # capped
+
+
+def test_a_plan_runs_nothing_and_a_long_run_needs_yes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from llmr.cli import app
+
+    out = tmp_path / "run"
+    shown = CliRunner().invoke(app, ["pipeline", "-o", str(out), "--plan", *[a for s in TINY for a in ("--set", s)]])
+    assert shown.exit_code == 0 and "iteration-1/score" in shown.output and "total" in shown.output
+    assert not out.exists()
+    big = ["--set", "data.source=samples", "--set", "scoring.n_candidates=100000"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "llmr.cli", "pipeline", "-o", str(out), *big],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert refused.returncode == 2 and "add --yes to start it" in refused.stderr and not out.exists()
+
+
+def test_a_shipped_config_runs_by_name() -> None:
+    from llmr.pipeline.config import SHIPPED
+
+    assert PipelineConfig.load("cpu-6tasks") == PipelineConfig.load(SHIPPED / "cpu-6tasks.yaml")
+    assert PipelineConfig.load("configs/cpu-6tasks.yaml") == PipelineConfig.load("cpu-6tasks")  # the old path
+    with pytest.raises(FileNotFoundError, match="shipped configs: cpu-6tasks"):
+        PipelineConfig.load("cpu-7tasks")

@@ -2,20 +2,54 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 import yaml
 from rich.console import Console
+from rich.table import Table
 
 from llmr.pipeline import Pipeline, PipelineConfig
+from llmr.pipeline.plan import CONFIRM_ABOVE_S, plan
 from llmr.pipeline.study import Study, StudyConfig
 
 console = Console()
+PLAN = typer.Option(False, "--plan", help="Print each stage's work and estimated time; run nothing.")
+YES = typer.Option(False, "--yes", "-y", help="Start a run estimated over an hour without asking.")
+
+
+def confirm_plan(cfg: PipelineConfig, only_show: bool, yes: bool) -> bool:
+    """Show the plan when asked or when the run is long; a long run starts only when confirmed (or --yes).
+    Returns whether to run."""
+    stages = plan(cfg)
+    total = sum(s.seconds for s in stages)
+    if not only_show and (total <= CONFIRM_ABOVE_S or yes):
+        return True
+    table = Table(title="plan (estimated on 2 CPU cores; finished stages are skipped when a run resumes)")
+    for column in ("stage", "work", "estimate"):
+        table.add_column(column, justify="right" if column == "estimate" else "left")
+    for s in stages:
+        table.add_row(s.name, s.work, _duration(s.seconds))
+    table.add_row("total", "", _duration(total), style="bold")
+    console.print(table)
+    if only_show:
+        return False
+    if not sys.stdin.isatty():
+        raise typer.BadParameter(
+            f"this run is estimated at {_duration(total)}: add --yes to start it", param_hint="--yes"
+        )
+    return typer.confirm(f"Start a run of about {_duration(total)}?", abort=True)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds / 60:,.0f} min"
 
 
 def pipeline(
-    config: Path = typer.Argument(None, help="YAML config (see configs/); without one, the defaults."),
+    config: Path = typer.Argument(
+        None, help="A YAML config, or a shipped one by name (cpu-6tasks); without one, the paper's scale."
+    ),
     out: Path = typer.Option(Path("runs/pipeline"), "--out", "-o", help="Run folder: one sub-folder per stage."),
     iterations: int = typer.Option(None, help="Override `iterations`."),
     overrides: list[str] = typer.Option(
@@ -23,6 +57,8 @@ def pipeline(
     ),
     cache: Path = typer.Option(None, help="LLM score cache (SQLite). Default: $LLMR_CACHE/scores.sqlite."),
     show_config: bool = typer.Option(False, "--show-config", help="Print the full, validated config and stop."),
+    only_plan: bool = PLAN,
+    yes: bool = YES,
 ) -> None:
     """Run LLM-R end to end. Finished stages are skipped; a changed setting redoes only what depends on it."""
     overrides = list(overrides or []) + ([f"iterations={iterations}"] if iterations else [])
@@ -33,7 +69,8 @@ def pipeline(
     if show_config:
         console.print(yaml.safe_dump(cfg.dump(), sort_keys=False), end="")
         return
-    Pipeline(cfg, out, cache=cache).run()
+    if confirm_plan(cfg, only_plan, yes):
+        Pipeline(cfg, out, cache=cache).run()
 
 
 def study(
@@ -44,6 +81,8 @@ def study(
     ),
     until: str = typer.Option("eval", help="'pipeline' stops after training (run the evaluation later)."),
     show_config: bool = typer.Option(False, "--show-config", help="Print the full, validated config and stop."),
+    only_plan: bool = PLAN,
+    yes: bool = YES,
 ) -> None:
     """The whole benchmark: the LLM-R pipeline, then every selector evaluated, then study.md.
     Resumes where it stopped; finished stages and cached outcomes are not redone."""
@@ -55,6 +94,8 @@ def study(
         raise typer.BadParameter(str(exc), param_hint="CONFIG / --set") from None
     if show_config:
         console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        return
+    if not confirm_plan(cfg.pipeline, only_plan, yes):  # the pipeline's part; the evaluation comes on top
         return
     Study(cfg, out).run(until)  # type: ignore[arg-type]
     if until == "eval":

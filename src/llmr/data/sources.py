@@ -42,7 +42,7 @@ class DirectorySource:
         if not self.root.is_dir():
             raise FileNotFoundError(f"task data folder not found: {self.root}")
 
-    def _file(self, task: Task, split: str) -> Path | None:
+    def file(self, task: Task, split: str) -> Path | None:
         for suffix in (".jsonl.gz", ".jsonl"):
             path = self.root / task.name / f"{split}{suffix}"
             if path.is_file():
@@ -53,20 +53,20 @@ class DirectorySource:
         return {p.parent.name for split in SPLITS for p in self.root.glob(f"*/{split}.jsonl*")}
 
     def has(self, task: Task, split: str) -> bool:
-        return self._file(task, split) is not None
+        return self.file(task, split) is not None
 
     def rows(self, task: Task, split: str) -> Iterator[dict[str, Any]]:
-        path = self._file(task, split)
+        path = self.file(task, split)
         if path is None:
             raise FileNotFoundError(f"no {split} rows for task {task.name} under {self.root / task.name}")
         return read_jsonl(path)
 
     def fingerprint(self, task: Task, split: str) -> str:
-        path = self._file(task, split)
+        path = self.file(task, split)
         return file_fingerprint(path) if path else "missing"
 
     def location(self, task: Task, split: str) -> str:
-        return str(self._file(task, split) or self.root / task.name / f"{split}.jsonl.gz")
+        return str(self.file(task, split) or self.root / task.name / f"{split}.jsonl.gz")
 
     def describe(self) -> str:
         return str(self.root.resolve())
@@ -166,7 +166,7 @@ def open_source(spec: str) -> RowSource:
         if found is None:
             raise FileNotFoundError(
                 f"no offline task data: looked for shared/data/llmr-tasks in {Path.cwd()} and its parents; "
-                "set LLMR_SHARED_DATA=/path/to/llmr-tasks once (e.g. in your shell profile) or give --source PATH"
+                "set LLMR_SHARED_DATA=/path/to/llmr-tasks once (e.g. in your shell profile), or give the folder as the source"
             )
         return DirectorySource(found)
     return DirectorySource(spec)

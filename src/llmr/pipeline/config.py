@@ -84,6 +84,19 @@ class PipelineConfig(Section):
 
 
 C = TypeVar("C", bound=BaseModel)
+SHIPPED = Path(__file__).parent / "configs"  # configs installed with llmr, run by name: `llmr pipeline cpu-6tasks`
+
+
+def find_config(spec: Path | str) -> Path:
+    """A config file's path, or the name of a shipped config (`cpu-6tasks`; `configs/cpu-6tasks.yaml` too)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = SHIPPED / f"{path.name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+    raise FileNotFoundError(f"config not found: {spec} (no such file; shipped configs: {names})")
 
 
 def load_config(cls: type[C], path: Path | str | None, overrides: list[str] | None) -> C:
@@ -92,6 +105,7 @@ def load_config(cls: type[C], path: Path | str | None, overrides: list[str] | No
     where = str(path) if path else "config"
     raw: Any = {}
     if path:
+        path = find_config(path)
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except yaml.YAMLError as exc:
