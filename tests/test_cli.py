@@ -245,3 +245,17 @@ def test_help_shows_no_type_after_a_flag_and_task_names_stay_whole() -> None:
     assert "<bool>" not in run("serve", "--help") and "<bool>" not in run("train", "retriever", "--help")
     narrow = _llmr("tasks", "list", env={**os.environ, "COLUMNS": "80"})
     assert "natural_questions" in narrow.stdout
+
+
+@pytest.mark.slow  # real training, ~30 s
+def test_training_prints_llmrs_progress_only_and_writes_readable_weights(tmp_path: Path) -> None:
+    run("data", "build", "--source", "samples", "--tasks", "sst2,ag_news", "--out", str(tmp_path / "data"))
+    run("candidates", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "c.jsonl.gz"), "--top-n", "6")
+    out = tmp_path / "retriever"
+    args = ["--scores", str(tmp_path / "c.jsonl.gz"), "--data", str(tmp_path / "data"), "--out", str(out)]
+    got = _llmr("train", "retriever", *args, "--teacher", "llm", "--epochs", "1", "--batch-size", "4")
+    assert got.returncode == 0, got.stderr
+    for noise in ("Computing widget examples", "gather", "{'loss'", "Loading weights", "Writing model shards", "it/s]"):
+        assert noise not in got.stderr + got.stdout
+    assert "training, loss" in got.stderr and "steps/s" in got.stderr  # llmr's own bar
+    assert (out / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by others, as the umask says

@@ -341,3 +341,49 @@ def test_a_shipped_config_runs_by_name() -> None:
     assert PipelineConfig.load("configs/cpu-6tasks.yaml") == PipelineConfig.load("cpu-6tasks")  # the old path
     with pytest.raises(FileNotFoundError, match="shipped configs: cpu-6tasks"):
         PipelineConfig.load("cpu-7tasks")
+
+
+def test_pipeline_and_study_take_the_engine_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import llmr.cli.pipeline as cli
+    from llmr.cli import app
+
+    made, ran = [], []
+
+    class Engine:
+        fingerprint = "ray:fake"
+
+        def close(self) -> None:
+            made.append("closed")
+
+    def fake_make_engine(engine, model, backend, options, address, workers, cpus, gpus):
+        made.append((engine, model, address, workers))
+        return Engine()
+
+    monkeypatch.setattr(cli, "make_engine", fake_make_engine)
+    monkeypatch.setattr(
+        cli, "Pipeline", lambda cfg, out, llm, cache: ran.append(llm) or type("P", (), {"run": lambda self: None})()
+    )
+    settings = [a for s in TINY for a in ("--set", s)]
+    args = ["pipeline", "-o", str(tmp_path), "--engine", "ray", "--address", "auto", "--workers", "3", *settings]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert made == [("ray", "gemma-3-270m", "auto", 3), "closed"] and isinstance(ran[0], Engine)
+    ran.clear()
+    assert CliRunner().invoke(app, ["pipeline", "-o", str(tmp_path), *settings]).exit_code == 0
+    assert ran == [None]  # local: the pipeline loads its LLM itself
+    bad = CliRunner().invoke(app, ["pipeline", "-o", str(tmp_path), "--engine", "dask", *settings])
+    assert bad.exit_code == 2 and "expected 'local' or 'ray'" in bad.output
+    made.clear()
+    monkeypatch.setattr(
+        cli,
+        "Study",
+        lambda cfg, out, llm, eval_llm: (
+            ran.append((llm, eval_llm)) or type("S", (), {"run": lambda self, until: None})()
+        ),
+    )
+    study = ["study", "-o", str(tmp_path), "--until", "pipeline", "--engine", "ray", "--set", "eval.llm=smollm2-135m"]
+    result = CliRunner().invoke(app, [*study, *[a for s in TINY for a in ("--set", f"pipeline.{s}")]])
+    assert result.exit_code == 0, result.output
+    assert [m[1] for m in made if m != "closed"] == ["gemma-3-270m", "smollm2-135m"] and made.count("closed") == 2

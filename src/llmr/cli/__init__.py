@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+# The libraries' tqdm bars ("Loading weights", "Writing model shards", ...) in the middle of llmr's own
+# progress: off for the command line (read when tqdm is first imported, so before anything else).
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 import click
 import typer

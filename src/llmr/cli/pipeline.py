@@ -10,7 +10,10 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from llmr.cli.llm import ADDRESS, CPUS_PER_WORKER, ENGINE, GPUS_PER_WORKER, WORKERS, make_engine
+from llmr.distributed.engine import Engine
 from llmr.pipeline import Pipeline, PipelineConfig
+from llmr.pipeline.config import LLMSection
 from llmr.pipeline.plan import CONFIRM_ABOVE_S, plan
 from llmr.pipeline.study import Study, StudyConfig
 
@@ -42,6 +45,15 @@ def confirm_plan(cfg: PipelineConfig, only_show: bool, yes: bool) -> bool:
     return typer.confirm(f"Start a run of about {_duration(total)}?", abort=True)
 
 
+def ray_engine(llm: LLMSection, engine: str, *placement: object) -> Engine | None:
+    """`--engine ray`: the config's LLM as Ray replicas (scoring and evaluation); local: None (loaded when needed)."""
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("expected 'local' or 'ray'", param_hint="--engine")
+    if engine == "local":
+        return None
+    return make_engine(engine, llm.model, llm.backend, llm.options(), *placement)  # type: ignore[arg-type]
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds / 60:,.0f} min"
 
@@ -59,6 +71,11 @@ def pipeline(
     show_config: bool = typer.Option(False, "--show-config", help="Print the full, validated config and stop."),
     only_plan: bool = PLAN,
     yes: bool = YES,
+    engine: str = ENGINE,
+    address: str = ADDRESS,
+    workers: int = WORKERS,
+    cpus_per_worker: float = CPUS_PER_WORKER,
+    gpus_per_worker: float = GPUS_PER_WORKER,
 ) -> None:
     """Run LLM-R end to end. Finished stages are skipped; a changed setting redoes only what depends on it."""
     overrides = list(overrides or []) + ([f"iterations={iterations}"] if iterations else [])
@@ -70,7 +87,12 @@ def pipeline(
         console.print(yaml.safe_dump(cfg.dump(), sort_keys=False), end="")
         return
     if confirm_plan(cfg, only_plan, yes):
-        Pipeline(cfg, out, cache=cache).run()
+        llm = ray_engine(cfg.llm, engine, address, workers, cpus_per_worker, gpus_per_worker)
+        try:
+            Pipeline(cfg, out, llm=llm, cache=cache).run()
+        finally:
+            if llm is not None:
+                llm.close()
 
 
 def study(
@@ -83,6 +105,11 @@ def study(
     show_config: bool = typer.Option(False, "--show-config", help="Print the full, validated config and stop."),
     only_plan: bool = PLAN,
     yes: bool = YES,
+    engine: str = ENGINE,
+    address: str = ADDRESS,
+    workers: int = WORKERS,
+    cpus_per_worker: float = CPUS_PER_WORKER,
+    gpus_per_worker: float = GPUS_PER_WORKER,
 ) -> None:
     """The whole benchmark: the LLM-R pipeline, then every selector evaluated, then study.md.
     Resumes where it stopped; finished stages and cached outcomes are not redone."""
@@ -97,7 +124,16 @@ def study(
         return
     if not confirm_plan(cfg.pipeline, only_plan, yes):  # the pipeline's part; the evaluation comes on top
         return
-    Study(cfg, out).run(until)  # type: ignore[arg-type]
+    placement = (engine, address, workers, cpus_per_worker, gpus_per_worker)
+    llm = ray_engine(cfg.pipeline.llm, *placement)
+    separate = cfg.eval.llm not in (None, cfg.pipeline.llm.model)
+    eval_llm = ray_engine(cfg.pipeline.llm.model_copy(update={"model": cfg.eval.llm}), *placement) if separate else None
+    try:
+        Study(cfg, out, llm=llm, eval_llm=eval_llm).run(until)  # type: ignore[arg-type]
+    finally:
+        for engine_ in (llm, eval_llm):
+            if engine_ is not None:
+                engine_.close()
     if until == "eval":
         report = out / cfg.eval.name / "study.md"
         console.print(report.read_text())

@@ -166,7 +166,8 @@ def open_source(spec: str) -> RowSource:
         if found is None:
             raise FileNotFoundError(
                 f"no offline task data: looked for shared/data/llmr-tasks in {Path.cwd()} and its parents; "
-                "set LLMR_SHARED_DATA=/path/to/llmr-tasks once (e.g. in your shell profile), or give the folder as the source"
+                "set LLMR_SHARED_DATA=/path/to/llmr-tasks once (e.g. in your shell profile), "
+                "or give the folder as the source"
             )
         return DirectorySource(found)
     return DirectorySource(spec)

@@ -30,6 +30,7 @@ from rich.console import Console
 
 from llmr.base.manifest import config_hash, write_manifest
 from llmr.data.schema import CandidateList
+from llmr.distributed.engine import Engine
 from llmr.llm import load_llm
 from llmr.llm.base import LLM
 from llmr.pipeline import stages
@@ -59,7 +60,7 @@ class Pipeline:
         self,
         config: PipelineConfig,
         out: Path | str,
-        llm: LLM | None = None,
+        llm: LLM | Engine | None = None,  # default: the config's LLM, loaded here when first needed
         cache: Path | str | None = None,
         console: Console | None = None,
     ) -> None:
@@ -114,7 +115,7 @@ class Pipeline:
         return self.out / "index"
 
     @property
-    def llm(self) -> LLM:
+    def llm(self) -> LLM | Engine:
         if self._llm is None:
             self._llm = load_llm(self.config.llm.model, self.config.llm.backend, **self.config.llm.options())
         return self._llm

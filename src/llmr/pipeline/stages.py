@@ -14,6 +14,7 @@ from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl, write_jsonl
 from llmr.data.schema import CandidateList
 from llmr.data.sources import SPLITS, RowSource, open_source
+from llmr.distributed.engine import Engine
 from llmr.llm.base import LLM
 from llmr.llm.models import cache_dir
 from llmr.pipeline.config import DataSection, PipelineConfig
@@ -68,7 +69,7 @@ def mine(
 
 
 def score(
-    data_dir: Path, candidates_dir: Path, llm: LLM, cache: Path | str | None, cfg: PipelineConfig, path: Path
+    data_dir: Path, candidates_dir: Path, llm: LLM | Engine, cache: Path | str | None, cfg: PipelineConfig, path: Path
 ) -> dict[str, Any]:
     """The LLM scores `scoring.max_per_task` of each task's mined queries (nested in the mined sample)."""
     passages = {p.id: p for p in DataDir(data_dir).passages()}

@@ -23,6 +23,7 @@ from llmr.base.manifest import write_manifest
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.data.schema import Record
+from llmr.distributed.engine import Engine
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
 from llmr.llm import load_llm
 from llmr.llm.base import LLM
@@ -71,7 +72,13 @@ class StudyConfig(Section):
 
 
 class Study:
-    def __init__(self, config: StudyConfig, out: Path | str, llm: LLM | None = None) -> None:
+    def __init__(
+        self,
+        config: StudyConfig,
+        out: Path | str,
+        llm: LLM | Engine | None = None,
+        eval_llm: LLM | Engine | None = None,  # default: `eval.llm` loaded here, or the pipeline's LLM
+    ) -> None:
         self.config = config
         self.out = Path(out)
         needs_epr = "epr" in config.eval.methods
@@ -81,7 +88,7 @@ class Study:
             llm=llm,
             cache=self.out / "scores.sqlite",
         )
-        self._eval_llm: LLM | None = None
+        self._eval_llm = eval_llm
 
     @property
     def needs_pipeline(self) -> bool:
@@ -109,9 +116,9 @@ class Study:
         return {"stages": stages, "results": results, "eval_seconds": timings}
 
     @property
-    def eval_llm(self) -> LLM:
+    def eval_llm(self) -> LLM | Engine:
         name = self.config.eval.llm
-        if name is None or name == self.config.pipeline.llm.model:
+        if self._eval_llm is None and (name is None or name == self.config.pipeline.llm.model):
             return self.pipeline.llm
         if self._eval_llm is None:
             llm = self.config.pipeline.llm

@@ -14,6 +14,7 @@ from typing import Any
 
 from llmr.base.encoders import default_dtype
 from llmr.base.files import publish
+from llmr.base.progress import progress_bar
 from llmr.distributed.ddp import barrier, is_main_process, world_size
 
 SAVE_STEPS = 50  # a kill loses at most this many steps
@@ -109,9 +110,15 @@ def fit(
         save_total_limit=1,
         logging_steps=max(1, len(dataset) // config.batch_size // 100),  # ~100 points of loss curve
         report_to="none",
+        disable_tqdm=True,  # llmr's own bar below, not the trainer's bar and printed log dicts
         ddp_find_unused_parameters=find_unused_parameters,  # DDP only
     )
+    model.model_card_data.generate_widget_examples = False  # a "Computing widget examples" bar, for a hub card
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=callbacks)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_progress())
     barrier()  # the trainer has joined the process group; process 0 has cleaned the checkpoints
     resume = latest_checkpoint(checkpoints)  # the same one in every process, after process 0's clean-up
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -119,6 +126,32 @@ def fit(
         publish(out, partial(save_model, model, config, trainer.state.log_history))
     barrier()
     return out
+
+
+def _progress() -> Any:
+    """A trainer callback that shows llmr's progress bar: steps, rate, ETA and the last logged loss."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.bar = progress_bar("steps") if state.is_world_process_zero else None
+            if self.bar is not None:
+                self.bar.start()
+                self.task = self.bar.add_task("training", total=state.max_steps, completed=state.global_step)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(self.task, completed=state.global_step)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any) -> None:
+            if self.bar is not None and logs and "loss" in logs:
+                self.bar.update(self.task, description=f"training, loss {float(logs['loss']):.3f}")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if self.bar is not None:
+                self.bar.stop()
+
+    return Progress()
 
 
 def save_model(model: Any, config: Any, log_history: list, folder: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from llmr.base.encoders import DEFAULT_ENCODER, resolve_encoder
 from llmr.base.settings import check_bounds, setting
 from llmr.data.schema import CandidateList, Passage
+from llmr.distributed.ddp import world_size
 from llmr.training.fit import fit
 from llmr.training.groups import GroupConfig, training_groups
 from llmr.training.query_side import train_query_side
@@ -96,9 +97,11 @@ def train_retriever(
     model = SentenceTransformer(resolve_encoder(config.model))
     model.max_seq_length = config.max_length
     if config.teacher == "reward":
-        loss = DistillationLoss(model, config.temperature, config.contrastive_weight)
-    else:
-        loss = MultipleNegativesRankingLoss(model, scale=1.0 / config.temperature, gather_across_devices=True)
+        loss = DistillationLoss(model, config.temperature, config.contrastive_weight, gather=world_size() > 1)
+    else:  # gather only under DDP: alone, sentence-transformers warns on every step
+        loss = MultipleNegativesRankingLoss(
+            model, scale=1.0 / config.temperature, gather_across_devices=world_size() > 1
+        )
     return fit(
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
