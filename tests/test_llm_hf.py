@@ -166,3 +166,26 @@ def test_a_local_models_fingerprint_follows_its_contents(tmp_path: Path) -> None
     (tmp_path / "config.json").write_text('{"rope_theta": 20000}')
     assert model_fingerprint(str(tmp_path)) != before
     assert model_fingerprint("org/hub-model") == "org/hub-model"
+
+
+def test_an_embedded_model_keeps_one_converted_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmr.llm import models
+
+    monkeypatch.setenv("LLMR_CACHE", str(tmp_path))
+    assembled: list[Path] = []
+
+    def convert(gguf: Path, key: str) -> Path:  # stands in for the ~1 min dequantization
+        assert gguf.is_file() and gguf.stat().st_size > 100_000_000
+        assembled.append(gguf)
+        out = tmp_path / "models" / key
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        return out
+
+    monkeypatch.setattr(models, "_converted_gguf", convert)
+    path, name = models.resolve_hf_model("gemma-3-270m")
+    assert path == str(tmp_path / "models" / "gemma-3-270m") and name == "gemma-3-270m (GGUF of google/gemma-3-270m)"
+    assert not assembled[0].exists()  # the assembled GGUF went once converted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+    monkeypatch.setattr(models.EmbeddedModel, "gguf_path", lambda *a: pytest.fail("the copy is there: no GGUF needed"))
+    assert models.resolve_hf_model("gemma-3-270m")[0] == path

