@@ -92,5 +92,9 @@ def test_readme_http(workdir: Path) -> None:
         server.wait(timeout=30)
     select, prompt, added, info = replies
     assert len(select["results"][0]) == 2 and all(e["task_name"] == "sst2" for e in select["results"][0])
-    assert len(prompt["prompts"]) == 2 and prompt["prompts"][0].endswith('Review: "a joy"\n')
+    joy = 'Review: "a joy" Is this movie review sentence negative or positive?\n'
+    assert len(prompt["prompts"]) == 2 and prompt["prompts"][0].endswith(f"\n\n{joy}")  # templated, after examples
     assert added["added"] == 1 and info["pool_size"] == added["pool_size"]
+    from llmr import Selector
+
+    assert len(Selector.load(workdir / "runs" / "served")) == info["pool_size"]  # the addition was kept
