@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 
+def cache_dir() -> Path:
+    """Root of llmr's caches (converted models, exported encoders, LLM scores): $LLMR_CACHE, else ~/.cache/llmr."""
+    return Path(os.environ.get("LLMR_CACHE") or Path.home() / ".cache" / "llmr")
+
+
 def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)

@@ -18,6 +18,7 @@ import numpy as np
 from llmr.base.encoders import resolve_encoder
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import config_hash
+from llmr.base.runtime import ExportedModel, Runtime, check_runtime, export_folder
 from llmr.data.schema import Passage
 
 
@@ -42,21 +43,40 @@ def encoder_fingerprint(model: str, path: str) -> str:
 class Encoder:
     """A sentence-transformers encoder giving L2-normalised float32 vectors. Queries and pool items go
     through `encode_query` / `encode_document`: the same for a plain model; for a query/document Router
-    (a retriever trained on the query side only) each side has its own modules."""
+    (a retriever trained on the query side only) each side has its own modules.
 
-    def __init__(self, model: str, batch_size: int = 128) -> None:
-        from sentence_transformers import SentenceTransformer
+    `runtime` other than torch runs the model's ONNX export (`llmr export`; made in the cache when the
+    model folder has none) with ONNX Runtime or OpenVINO; `query_max_length` caps query tokens there."""
 
+    def __init__(
+        self, model: str, batch_size: int = 128, runtime: Runtime = "torch", query_max_length: int | None = None
+    ) -> None:
+        check_runtime(runtime)
         path = resolve_encoder(model)
         self.name = str(Path(model).resolve()) if Path(model).is_dir() else model  # what loads it again
-        self.model = SentenceTransformer(path)
         self.batch_size = batch_size
-        self.fingerprint = encoder_fingerprint(model, path)
+        self.runtime = runtime
+        self.query_max_length = query_max_length
+        weights = encoder_fingerprint(model, path)
+        # torch adds nothing, so keys made before runtimes existed still hold
+        self.fingerprint = weights if runtime == "torch" else f"{weights}|{runtime}"
+        if runtime == "torch":
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(path)
+            self.tokenizer = self.model.tokenizer
+        else:
+            self.exported = ExportedModel(export_folder(path, weights, "bi", runtime == "onnx-int8"), runtime)
+            self.tokenizer = self.exported.tokenizer
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        if self.runtime != "torch":
+            return _normalised(self.exported(list(texts), self.batch_size, self.query_max_length))
         return self._encode(self.model.encode_query, texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self.runtime != "torch":
+            return _normalised(self.exported(list(texts), self.batch_size))
         return self._encode(self.model.encode_document, texts)
 
     def _encode(self, method: Any, texts: Sequence[str]) -> np.ndarray:
@@ -68,6 +88,10 @@ class Encoder:
             show_progress_bar=False,
         )
         return vectors.astype(np.float32)
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 IndexKind = Literal["flat", "hnsw"]
@@ -149,9 +173,14 @@ class DenseRetriever:
     name = "dense"
 
     def __init__(
-        self, model: str, passages: Sequence[Passage], batch_size: int = 128, index_dir: Path | str | None = None
+        self,
+        model: str,
+        passages: Sequence[Passage],
+        batch_size: int = 128,
+        index_dir: Path | str | None = None,
+        runtime: Runtime = "torch",
     ) -> None:
-        self.encoder = Encoder(model, batch_size)
+        self.encoder = Encoder(model, batch_size, runtime)
         self.fingerprint = config_hash({"encoder": self.encoder.fingerprint, "pool": pool_fingerprint(passages)})
         self.config = {"retriever": self.name, "model": model, "index": self.fingerprint}
         saved = Path(index_dir) / f"{self.fingerprint}.faiss" if index_dir else None

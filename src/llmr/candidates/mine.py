@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from llmr.base.progress import progress_bar
+from llmr.base.runtime import Runtime
 from llmr.candidates.bm25 import BM25Retriever
 from llmr.candidates.dense import DenseRetriever
 from llmr.data.jsonl import write_jsonl
@@ -84,13 +85,17 @@ def mine_candidates(
 
 
 def load_retriever(
-    name: str, passages: Sequence[Passage], n_threads: int = 0, index_dir: Path | str | None = None
+    name: str,
+    passages: Sequence[Passage],
+    n_threads: int = 0,
+    index_dir: Path | str | None = None,
+    runtime: Runtime = "torch",
 ) -> Retriever:
-    """'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id.
-    A dense index is saved in (and reloaded from) `index_dir`, keyed by the encoder and the pool."""
+    """'bm25', or a dense encoder: a trained llmr retriever folder, 'all-minilm-l6-v2', a hub id (run by
+    `runtime`). A dense index is saved in (and reloaded from) `index_dir`, keyed by the encoder and the pool."""
     if name == "bm25":
         return BM25Retriever(passages, n_threads=n_threads)
-    return DenseRetriever(name, passages, index_dir=index_dir)
+    return DenseRetriever(name, passages, index_dir=index_dir, runtime=runtime)
 
 
 def mine_to_file(

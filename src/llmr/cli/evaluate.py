@@ -9,6 +9,7 @@ from rich.console import Console
 
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import write_manifest
+from llmr.base.runtime import RUNTIME_HELP, RUNTIMES
 from llmr.cli.llm import (
     ADDRESS,
     CPUS_PER_WORKER,
@@ -56,6 +57,7 @@ def eval_cmd(
     batch_tokens: int = typer.Option(8192, help="hf backend: token budget of one forward pass."),
     budget_tokens: int = typer.Option(1024, help="Prompt budget in tokens; the least similar examples go first."),
     resamples: int = typer.Option(1000, help="Paired bootstrap resamples for the confidence intervals."),
+    encoder_runtime: str = typer.Option("torch", help=RUNTIME_HELP + " For the dense selectors."),
     engine: str = ENGINE,
     address: str = ADDRESS,
     workers: int = WORKERS,
@@ -72,7 +74,9 @@ def eval_cmd(
         raise typer.BadParameter(f"no {split} records for tasks {tasks!r} in {data}", param_hint="--tasks")
     options = backend_options(backend, dtype, batch_tokens)
     runner = make_engine(engine, model, backend, options, address, workers, cpus_per_worker, gpus_per_worker)
-    settings = EvalSettings(budget_tokens=budget_tokens or None)
+    if encoder_runtime not in RUNTIMES:
+        raise typer.BadParameter(f"expected one of {', '.join(RUNTIMES)}", param_hint="--encoder-runtime")
+    settings = EvalSettings(budget_tokens=budget_tokens or None, encoder_runtime=encoder_runtime)  # type: ignore[arg-type]
     cache = OutcomeCache(out / "cache.sqlite")
     try:
         runs, _ = evaluate_methods(runner, specs, passages, records, ks, seed_list, cache, settings, out / "index")

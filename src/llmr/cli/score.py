@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmr.base.files import file_fingerprint
+from llmr.base.files import cache_dir, file_fingerprint
 from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
 from llmr.cli.llm import ADDRESS, CPUS_PER_WORKER, ENGINE, GPUS_PER_WORKER, WORKERS, backend_options, make_engine
 from llmr.cli.settings import stage_settings
@@ -17,7 +17,6 @@ from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
 from llmr.llm import load_llm
-from llmr.llm.models import cache_dir
 from llmr.pipeline.config import LLMSection
 from llmr.scoring.cache import ScoreCache
 from llmr.scoring.feedback import ScoringConfig, make_jobs, plan, score_to_file

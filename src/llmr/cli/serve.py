@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmr.base.runtime import RUNTIME_HELP, RUNTIMES
 from llmr.serving import Selector
 
 console = Console(stderr=True)
@@ -29,6 +30,8 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     index: str = typer.Option("flat", help="flat (exact) or hnsw (approximate, for large pools)."),
     tokenizer: str = typer.Option(None, help="HF tokenizer counting budget_tokens (default: the encoder's)."),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    query_max_length: int = typer.Option(None, help="Cap a query's tokens (onnx/openvino runtimes): the long tail."),
     max_k: int = typer.Option(64, help="Largest k a request may ask for."),
     max_queries: int = typer.Option(256, help="Most queries in one request."),
     allow_additions: bool = typer.Option(
@@ -43,6 +46,8 @@ def serve(
     except ImportError as exc:
         raise typer.BadParameter(f"{exc}: install the serve extra, pip install 'llmr[serve]'") from None
 
+    if runtime not in RUNTIMES:
+        raise typer.BadParameter(f"expected one of {', '.join(RUNTIMES)}", param_hint="--runtime")
     if index not in ("flat", "hnsw"):
         raise typer.BadParameter("expected flat or hnsw", param_hint="--index")
     if allow_additions and not token:
@@ -50,7 +55,7 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] binding {host}: selection requests are not authenticated")
     with console.status("loading the pool"):
-        selector = open_selector(model, pool, saved, index, tokenizer)
+        selector = open_selector(model, pool, saved, index, tokenizer, runtime, query_max_length)
     if allow_additions and saved is None:
         console.print("[yellow]note:[/] added passages are kept in memory only (--index-dir DIR keeps them)")
     console.print(f"{len(selector):,} passages, {len(selector.tasks)} tasks; http://{host}:{port}/docs")
@@ -61,18 +66,24 @@ def serve(
 
 
 def open_selector(
-    model: str, pool: Path | None, saved: Path | None, index: str = "flat", tokenizer: str | None = None
+    model: str,
+    pool: Path | None,
+    saved: Path | None,
+    index: str = "flat",
+    tokenizer: str | None = None,
+    runtime: str = "torch",
+    query_max_length: int | None = None,
 ) -> Selector:
     """The selector `llmr serve` answers with: loaded from `saved` if a selector was saved there (no `pool`
     then), else built from `model` and `pool` (and saved there); with `saved`, additions are kept there."""
     if saved is not None and Selector.is_saved(saved):
         if pool is not None:
             raise typer.BadParameter(f"{saved} already holds a pool; drop --pool, or give a new --index-dir")
-        selector = Selector.load(saved)
+        selector = Selector.load(saved, runtime=runtime, query_max_length=query_max_length)  # type: ignore[arg-type]
     else:
         if pool is None:
             raise typer.BadParameter("give the pool to serve, or an --index-dir it was saved to", param_hint="--pool")
-        selector = Selector.load(model, pool, index=index, tokenizer=tokenizer)  # type: ignore[arg-type]
+        selector = Selector.load(model, pool, index, 128, tokenizer, runtime, query_max_length)  # type: ignore[arg-type]
         if saved is not None:
             selector.save(saved)
     if saved is not None:

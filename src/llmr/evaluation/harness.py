@@ -16,6 +16,7 @@ from typing import Any
 
 from llmr.base.manifest import config_hash
 from llmr.base.progress import progress_bar
+from llmr.base.runtime import Runtime
 from llmr.base.store import Store
 from llmr.data.schema import Passage, Record
 from llmr.distributed.engine import Engine, as_engine
@@ -34,6 +35,7 @@ class EvalSettings:
     budget_tokens: int | None = 1024  # prompt tokens (examples + query); the paper's LLaMA input limit
     max_new_tokens: int = 64
     chunk: int = 16  # queries per committed chunk
+    encoder_runtime: Runtime = "torch"  # of the dense selectors (the pool and each query)
 
 
 class OutcomeCache(Store):
@@ -155,7 +157,7 @@ def evaluate_methods(
             start = time.perf_counter()
             for seed in seeds if name in SEEDED else seeds[:1]:
                 with Console(stderr=True).status(f"preparing {spec}"):
-                    selector = make_selector(spec, passages, seed, index_dir=index_dir)
+                    selector = make_selector(spec, passages, seed, index_dir, settings.encoder_runtime)
                 for k in ks:
                     task = bar.add_task(f"{name} k={k} seed={seed}", total=len(records))
                     outcomes = evaluate(

@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from llmr.base.manifest import config_hash
+from llmr.base.runtime import Runtime
 from llmr.candidates.dense import DenseRetriever, pool_fingerprint
 from llmr.candidates.mine import Retriever, load_retriever, mine_candidates
 from llmr.data.schema import Passage, Record
@@ -95,6 +96,7 @@ class KMeansSelector:
         encoder: str = "all-minilm-l6-v2",
         seed: int = 0,
         index_dir: Path | str | None = None,
+        runtime: Runtime = "torch",
     ) -> None:
 
         self.passages = list(passages)
@@ -102,7 +104,7 @@ class KMeansSelector:
         for i, p in enumerate(self.passages):
             self.rows[p.task_name].append(i)
         self.seed = seed
-        self.dense = DenseRetriever(encoder, self.passages, index_dir=index_dir)
+        self.dense = DenseRetriever(encoder, self.passages, index_dir=index_dir, runtime=runtime)
         self._chosen: dict[tuple[str, int], list[int]] = {}
         self.fingerprint = config_hash({"kmeans": seed, "index": self.dense.fingerprint})
 
@@ -157,22 +159,27 @@ BUILTIN = ("zero", "random", "kmeans", "bm25", "dense")
 
 
 def make_selector(
-    spec: str, passages: Sequence[Passage], seed: int = 0, index_dir: Path | str | None = None
+    spec: str,
+    passages: Sequence[Passage],
+    seed: int = 0,
+    index_dir: Path | str | None = None,
+    runtime: Runtime = "torch",
 ) -> SelectionMethod:
     """A selector from a method spec: zero, random, kmeans, bm25, dense (the embedded MiniLM),
-    dense:<encoder>, or <name>:<retriever folder or encoder> (e.g. llmr:runs/pipeline/retriever)."""
+    dense:<encoder>, or <name>:<retriever folder or encoder> (e.g. llmr:runs/pipeline/retriever); dense
+    encoders run in `runtime`."""
     name, _, model = spec.partition(":")
     if name == "zero":
         return ZeroShot()
     if name == "random":
         return RandomSelector(passages, seed)
     if name == "kmeans":
-        return KMeansSelector(passages, model or "all-minilm-l6-v2", seed, index_dir)
+        return KMeansSelector(passages, model or "all-minilm-l6-v2", seed, index_dir, runtime)
     if name == "bm25":
         retriever = load_retriever("bm25", passages)
         fingerprint = config_hash({**retriever.config, "pool": pool_fingerprint(passages)})
         return RetrieverSelector("bm25", retriever, passages, fingerprint)
     if name == "dense" or model:
-        dense = DenseRetriever(model or "all-minilm-l6-v2", passages, index_dir=index_dir)
+        dense = DenseRetriever(model or "all-minilm-l6-v2", passages, index_dir=index_dir, runtime=runtime)
         return RetrieverSelector(name, dense, passages, dense.fingerprint)
     raise ValueError(f"unknown method {spec!r}: use {', '.join(BUILTIN)}, dense:<encoder> or <name>:<retriever folder>")

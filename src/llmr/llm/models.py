@@ -11,24 +11,18 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmr.base.files import folder_fingerprint, local_or_hub_id
+from llmr.base.files import cache_dir, folder_fingerprint, local_or_hub_id
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LLM = "gemma-3-270m"
 MODEL_HELP = "Model: an embedded one ('gemma-3-270m', 'smollm2-135m'), a local folder, a .gguf file, or a hub id."
 DTYPE_HELP = "hf backend: auto (bf16 where the CPU/GPU has it), bf16, fp16 or fp32."
-
-
-def cache_dir() -> Path:
-    """Root of llmr's caches: $LLMR_CACHE, else ~/.cache/llmr."""
-    return Path(os.environ.get("LLMR_CACHE") or Path.home() / ".cache" / "llmr")
 
 
 @dataclass(frozen=True)

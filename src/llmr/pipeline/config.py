@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmr.base.runtime import RUNTIME_HELP, Runtime
 from llmr.llm import BACKENDS, DEFAULT_LLM, DTYPE_HELP, MODEL_HELP
 from llmr.scoring.feedback import ScoringConfig
 from llmr.training.retriever import RetrieverConfig
@@ -66,6 +67,8 @@ class PipelineConfig(Section):
     seed: int = 42
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # training queries held back to measure agreement
     epr: bool = False  # also train the EPR baseline from iteration 1's LLM scores
+    # The runtime of the encoders that mine candidates (iteration >= 2) and of the teacher's reward model.
+    encoder_runtime: Runtime = Field("torch", description=RUNTIME_HELP)
     data: DataSection = DataSection()
     candidates: CandidatesSection = CandidatesSection()
     llm: LLMSection = LLMSection()

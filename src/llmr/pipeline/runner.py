@@ -138,12 +138,14 @@ class Pipeline:
             return self.results
         retriever: StageResult | None = None
         teachers: list[StageResult] = []
+        # torch adds nothing to the keys, so stages made before runtimes existed still count as done
+        runtime = {} if cfg.encoder_runtime == "torch" else {"encoder_runtime": cfg.encoder_runtime}
         for it in range(1, cfg.iterations + 1):
             prefix = f"iteration-{it}/"
             mined_by = [data] if retriever is None else [data, retriever]
             cands = self.stage(
                 prefix + "candidates",
-                {"candidates": cfg.candidates.model_dump(), "seed": cfg.seed},
+                {"candidates": cfg.candidates.model_dump(), "seed": cfg.seed, **(runtime if retriever else {})},
                 mined_by,
                 lambda path, r=retriever: stages.mine(
                     data.path, "bm25" if r is None else str(r.path), cfg, path, self.index_dir
@@ -165,7 +167,7 @@ class Pipeline:
             penalties = {k: v for k, v in asdict(cfg.scoring).items() if k.startswith("penalize")}
             teacher = self.stage(
                 prefix + "teacher",
-                {"distill": cfg.distill.model_dump(exclude={"union"}), "penalties": penalties},
+                {"distill": cfg.distill.model_dump(exclude={"union"}), "penalties": penalties, **runtime},
                 [data, cands, reward],
                 lambda path, c=cands, r=reward: stages.teacher(data.path, c.path, r.path, cfg, self.cache, path),
             )

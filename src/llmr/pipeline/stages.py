@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmr.base.files import cache_dir
 from llmr.base.progress import progress_bar
 from llmr.candidates import load_retriever, mine_to_file
 from llmr.data.build import BuildConfig, build, select_records
@@ -16,7 +17,6 @@ from llmr.data.schema import CandidateList
 from llmr.data.sources import SPLITS, RowSource, open_source
 from llmr.distributed.engine import Engine
 from llmr.llm.base import LLM
-from llmr.llm.models import cache_dir
 from llmr.pipeline.config import DataSection, PipelineConfig
 from llmr.scoring.cache import ScoreCache
 from llmr.scoring.feedback import make_jobs, score_to_file
@@ -61,7 +61,7 @@ def mine(
     data = DataDir(data_dir)
     passages = list(data.passages())
     records = select_records(list(data.records("train")), None, cfg.candidates.max_per_task, cfg.seed)
-    index = load_retriever(retriever, passages, index_dir=index_dir)
+    index = load_retriever(retriever, passages, index_dir=index_dir, runtime=cfg.encoder_runtime)
     count = mine_to_file(
         records, passages, index, path / CANDIDATES_FILE, top_n=cfg.candidates.top_n, scope=cfg.candidates.scope
     )
@@ -126,6 +126,7 @@ def teacher(
                 penalties=cfg.scoring,
                 cache=store,
                 on_pairs=lambda n: bar.update(task, advance=n),
+                runtime=cfg.encoder_runtime,
             )
     finally:
         store.close()

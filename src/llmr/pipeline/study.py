@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from llmr.base.files import write_json, write_text
 from llmr.base.manifest import write_manifest
+from llmr.base.runtime import RUNTIME_HELP, Runtime
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.data.schema import Record
@@ -51,6 +52,7 @@ class EvalSection(Section):
     budget_tokens: int | None = 1024
     max_new_tokens: int = Field(64, ge=1)
     resamples: int = Field(1000, ge=100)
+    encoder_runtime: Runtime = Field("torch", description=RUNTIME_HELP)  # of the dense selectors
 
 
 class StudyConfig(Section):
@@ -142,7 +144,9 @@ class Study:
         cfg = self.config.eval
         data = DataDir(next(r.path for r in stages if r.name == "data"))
         records = test_queries(list(data.records("test")), cfg)
-        settings = EvalSettings(budget_tokens=cfg.budget_tokens, max_new_tokens=cfg.max_new_tokens)
+        settings = EvalSettings(
+            budget_tokens=cfg.budget_tokens, max_new_tokens=cfg.max_new_tokens, encoder_runtime=cfg.encoder_runtime
+        )
         # One cache for every variant (outcomes are keyed by LLM, selector, k, budget and query).
         cache = OutcomeCache(self.out / "eval" / "cache.sqlite")
         try:

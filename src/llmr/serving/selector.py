@@ -32,6 +32,7 @@ import numpy as np
 
 from llmr.base.files import publish, write_json
 from llmr.base.manifest import config_hash
+from llmr.base.runtime import Runtime
 from llmr.candidates.dense import Encoder, IndexKind, VectorIndex, pool_fingerprint
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl, write_jsonl
@@ -136,19 +137,23 @@ class Selector:
         index: IndexKind = "flat",
         batch_size: int = 128,
         tokenizer: str | None = None,
+        runtime: Runtime = "torch",
+        query_max_length: int | None = None,
     ) -> Selector:
         """`model`: a trained llmr retriever folder, `all-minilm-l6-v2` (embedded) or any sentence-transformers
         encoder (folder or hub id), with `pool`: a passages file, a data folder, or the passages themselves.
         Or a folder written by `save` (no pool): its index is loaded, not encoded again.
         `tokenizer` (a Hugging Face tokenizer folder or id) counts tokens for `budget_tokens` as your LLM
-        does; by default the encoder's tokenizer approximates it."""
+        does; by default the encoder's tokenizer approximates it. `runtime`: torch, onnx, onnx-int8 or
+        openvino (the encoder's ONNX export); `query_max_length` caps a query's tokens there."""
         if cls.is_saved(model):
             if pool is not None:
                 raise ValueError(f"{model} is a saved selector with its own pool: add passages with .add()")
-            return cls._restore(Path(model), batch_size)
+            return cls._restore(Path(model), batch_size, runtime, query_max_length)
         if pool is None:
             raise ValueError(f"{model} is not a saved selector ({SAVED} missing): give a pool")
-        return cls(Encoder(str(model), batch_size), read_pool(pool), index, _token_counter(tokenizer), tokenizer)
+        encoder = Encoder(str(model), batch_size, runtime, query_max_length)
+        return cls(encoder, read_pool(pool), index, _token_counter(tokenizer), tokenizer)
 
     @staticmethod
     def is_saved(path: str | Path) -> bool:
@@ -162,7 +167,11 @@ class Selector:
         def write(folder: Path) -> None:
             self.index.save(folder / "index.faiss")
             write_jsonl(folder / "passages.jsonl.gz", self.passages)
-            meta = {"model": self.encoder.name, "encoder": self.encoder.fingerprint, "index": self.kind}
+            meta = {
+                "model": self.encoder.name,
+                "encoder": self.encoder.fingerprint,
+                "index": self.kind,
+            }  # weights|runtime
             write_json(folder / SAVED, {**meta, "tokenizer": self.tokenizer, "pool_size": len(self.passages)})
 
         with self._lock:
@@ -175,10 +184,10 @@ class Selector:
         self._journal = Path(path) / JOURNAL
 
     @classmethod
-    def _restore(cls, path: Path, batch_size: int) -> Selector:
+    def _restore(cls, path: Path, batch_size: int, runtime: Runtime, query_max_length: int | None) -> Selector:
         meta = json.loads((path / SAVED).read_text(encoding="utf-8"))
-        encoder = Encoder(meta["model"], batch_size)
-        if encoder.fingerprint != meta["encoder"]:
+        encoder = Encoder(meta["model"], batch_size, runtime, query_max_length)
+        if encoder.fingerprint.partition("|")[0] != meta["encoder"].partition("|")[0]:  # the runtime may change
             raise ValueError(
                 f"{path} was encoded by other weights than {meta['model']} has now: build it again from the pool"
             )
@@ -332,7 +341,7 @@ class Selector:
         return self.index.search(vectors, n, self._by_task[task], name=task)
 
     def _encoder_tokens(self, texts: Sequence[str]) -> list[int]:
-        tok = self.encoder.model.tokenizer
+        tok = self.encoder.tokenizer
         return [len(ids) for ids in tok(list(texts), add_special_tokens=False)["input_ids"]]
 
 

@@ -15,11 +15,13 @@ orders a query's candidates as fp32 does), else fp32.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from llmr.base.encoders import default_dtype
 from llmr.base.files import file_fingerprint
+from llmr.base.runtime import ExportedModel, Runtime, export_folder
 from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.llm.base import Score
 from llmr.scoring.cache import ScoreCache, pair_key
@@ -41,6 +43,7 @@ def teacher_scores(
     batch_size: int = 64,
     chunk_pairs: int = 2048,
     on_pairs: Callable[[int], None] | None = None,
+    runtime: Runtime = "torch",
 ) -> tuple[list[CandidateList], dict[str, Any]]:
     """Candidate lists (each cut to its first `top_n` candidates; 0 = all) with the teacher's scores as
     doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress."""
@@ -66,7 +69,7 @@ def teacher_scores(
     if teacher != "penalties" and pairs:
         if model_dir is None:
             raise ValueError(f"teacher {teacher!r} needs the reward model's folder")
-        found = _model_scores(Path(model_dir), pairs, cache, batch_size, chunk_pairs, stats, on_pairs)
+        found = _model_scores(Path(model_dir), pairs, cache, batch_size, chunk_pairs, stats, on_pairs, runtime)
     out = []
     for cands, row in zip(lists, slots, strict=True):
         scores = [PENALTY if p is None else (found[pair_key(*p)].logprob if found else 0.0) for p in row]
@@ -82,15 +85,22 @@ def _model_scores(
     chunk_pairs: int,
     stats: dict[str, Any],
     on_pairs: Callable[[int], None] | None,
+    runtime: Runtime = "torch",
 ) -> dict[str, Score]:
-    """The reward model's logit per pair (stored as Score(logit, 0)), from the cache or computed chunk by chunk."""
+    """The reward model's logit per pair (stored as Score(logit, 0)), from the cache or computed chunk by chunk
+    (in torch, bf16 where the hardware has it; or in another runtime, fp32 or int8)."""
     import torch
 
-    dtype = default_dtype("cuda" if torch.cuda.is_available() else "cpu")
-    fingerprint = "reward-logit:" + file_fingerprint(model_dir / "model.safetensors")
-    if dtype != torch.float32:
-        fingerprint += f":{str(dtype).removeprefix('torch.')}"
-    stats["dtype"] = str(dtype).removeprefix("torch.")
+    weights = file_fingerprint(model_dir / "model.safetensors")
+    fingerprint = "reward-logit:" + weights
+    if runtime == "torch":
+        dtype = default_dtype("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype != torch.float32:
+            fingerprint += f":{str(dtype).removeprefix('torch.')}"
+        stats["dtype"] = str(dtype).removeprefix("torch.")
+    else:
+        fingerprint += f"|{runtime}"
+        stats["runtime"] = runtime
     keys = sorted(pairs, key=lambda k: (-len(pairs[k][0]) - len(pairs[k][1]), k))  # similar lengths batch well
     found = cache.get_many(fingerprint, keys) if cache else {}
     stats["cached"] = len(found)
@@ -99,14 +109,19 @@ def _model_scores(
     missing = [k for k in keys if k not in found]
     if not missing:
         return found
-    from sentence_transformers.cross_encoder import CrossEncoder
+    if runtime == "torch":
+        from sentence_transformers.cross_encoder import CrossEncoder
 
-    model = CrossEncoder(str(model_dir), model_kwargs={"torch_dtype": dtype})
+        model = CrossEncoder(str(model_dir), model_kwargs={"torch_dtype": dtype})
+        predict = partial(  # logits, also from a model saved with the sigmoid default
+            model.predict, batch_size=batch_size, show_progress_bar=False, activation_fn=torch.nn.Identity()
+        )
+    else:
+        exported = ExportedModel(export_folder(str(model_dir), weights, "cross", runtime == "onnx-int8"), runtime)
+        predict = lambda items: exported(items, batch_size)[:, 0]  # noqa: E731
     for start in range(0, len(missing), chunk_pairs):
         chunk = missing[start : start + chunk_pairs]
-        logits = model.predict(  # logits, also from a model saved with the sigmoid default
-            [pairs[k] for k in chunk], batch_size=batch_size, show_progress_bar=False, activation_fn=torch.nn.Identity()
-        )
+        logits = predict([pairs[k] for k in chunk])
         scored = {k: Score(float(s), 0) for k, s in zip(chunk, logits, strict=True)}
         if cache:
             cache.put_many(fingerprint, scored.items())
