@@ -20,7 +20,7 @@ from llmr.base.runtime import Runtime
 from llmr.base.store import Store
 from llmr.data.schema import Passage, Record
 from llmr.distributed.engine import Engine, as_engine
-from llmr.evaluation.inference import predict
+from llmr.evaluation.inference import best, option_loglikelihoods, predict
 from llmr.evaluation.metrics import example_scores
 from llmr.evaluation.selectors import Example, SelectionMethod, make_selector
 from llmr.llm.base import LLM
@@ -69,19 +69,31 @@ def answer(llm: LLM, batch: tuple[Sequence[Record], Sequence[Sequence[Example]],
         n = examples_within_budget(texts, record.query, settings.budget_tokens, llm.count_tokens)
         prompts.append(build_prompt(texts[:n][::-1], record.query))
         shown.append(examples[:n][::-1])  # prompt order: the most similar last
-    predictions = predict(llm, task, records, prompts, settings.max_new_tokens)
+    if task.mode == "gen":
+        options: list[dict | None] = [None] * len(records)
+        predictions = predict(llm, task, records, prompts, settings.max_new_tokens)
+    else:
+        scored = option_loglikelihoods(llm, task, records, prompts)
+        options, predictions = list(scored), [best(o) for o in scored]
     return [
         {
             "task": task.name,
             "query_id": record.query_id,
-            "examples": [{"id": e.passage.id, "task": e.passage.task_name, "score": e.score} for e in examples],
+            "query": record.query,
+            "examples": [
+                {"id": e.passage.id, "task": e.passage.task_name, "score": e.score, "contents": e.passage.contents}
+                for e in examples
+            ],
             "prompt": prompt,
             "prediction": prediction,
+            "options": option_scores,  # each answer's log-likelihood (cls, mc); None for generation
             "gold": record.answers[0],
             "answers": record.answers,
             **example_scores(task, prediction, record.answers),
         }
-        for record, examples, prompt, prediction in zip(records, shown, prompts, predictions, strict=True)
+        for record, examples, prompt, prediction, option_scores in zip(
+            records, shown, prompts, predictions, options, strict=True
+        )
     ]
 
 
