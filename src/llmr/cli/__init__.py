@@ -14,7 +14,7 @@ import click
 import typer
 import typer.core
 
-from llmr.cli import candidates, data, demo, evaluate, export, llm, pipeline, score, serve, tasks, train
+from llmr.cli import candidates, data, demo, evaluate, export, llm, pipeline, report, score, serve, tasks, train
 
 _option_type = typer.core.TyperOption.display_type_rich
 
@@ -43,6 +43,7 @@ app.command("eval")(evaluate.eval_cmd)
 app.command("study")(pipeline.study)
 app.command("serve")(serve.serve)
 app.command("export")(export.export_cmd)
+app.command("report")(report.report)
 
 
 @app.callback()
