@@ -24,6 +24,7 @@ from llmr.cli.llm import (
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
+from llmr.evaluation.html import write_html_report
 from llmr.llm import DEFAULT_LLM
 
 console = Console()
@@ -103,4 +104,7 @@ def eval_cmd(
         outputs=[out / "results.json", out / "results.md"],
     )
     console.print((out / "results.md").read_text())
-    console.print(f"report -> {out} (results.json, results.md, {', '.join(results['plots'])}, explanations.jsonl.gz)")
+    page = write_html_report(out)
+    console.print(
+        f"report -> {out} ({page.name}, results.json, results.md, {', '.join(results['plots'])}, explanations.jsonl.gz)"
+    )

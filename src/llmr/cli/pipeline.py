@@ -12,6 +12,7 @@ from rich.table import Table
 
 from llmr.cli.llm import ADDRESS, CPUS_PER_WORKER, ENGINE, GPUS_PER_WORKER, WORKERS, make_engine
 from llmr.distributed.engine import Engine
+from llmr.evaluation.html import write_html_report
 from llmr.pipeline import Pipeline, PipelineConfig
 from llmr.pipeline.config import LLMSection
 from llmr.pipeline.plan import CONFIRM_ABOVE_S, plan
@@ -93,6 +94,7 @@ def pipeline(
         finally:
             if llm is not None:
                 llm.close()
+        console.print(f"report -> {write_html_report(out)}")
 
 
 def study(
@@ -138,3 +140,4 @@ def study(
         report = out / cfg.eval.name / "study.md"
         console.print(report.read_text())
         console.print(f"study -> {report}")
+    console.print(f"report -> {write_html_report(out)}")

@@ -261,7 +261,7 @@ def _svg(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})  # the same run, the same page
     plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg") :]
