@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 os.environ["COLUMNS"] = "200"  # rich tables at full width, before the CLI's consoles exist
@@ -113,10 +114,15 @@ def test_llm_score_bad_line_names_line_and_field(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "pairs.jsonl:2: field 'continuation'" in str(result.exception)
 
 
-def test_demo_runs_on_samples(tmp_path: Path) -> None:
-    out = run("demo", "--source", "samples", "--out", str(tmp_path), "--candidates", "3")
-    assert "LLM feedback" in out and "zero-shot" in out and "prediction:" in out
-    assert (tmp_path / "data" / "manifest.json").exists()
+@pytest.mark.slow  # the whole method with the real models, on the sample rows
+def test_demo_runs_the_whole_method_and_says_what_it_measured(tmp_path: Path) -> None:
+    tiny = ["pipeline.data.source=samples", "pipeline.reward.epochs=1", "eval.resamples=100"]
+    out = run("demo", "--out", str(tmp_path), *[a for s in tiny for a in ("--set", s)])
+    for method in ("bm25", "dense", "llmr-1", "random", "zero"):
+        assert re.search(rf"│ {method} +│ +\d+\.\d │", out), method
+    assert re.search(r"The trained retriever is (better than|worse than|not distinguishable from) BM25", out)
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "pipeline" / "retriever").exists()
+    assert "llmr serve --model" in out and "curl -s localhost:8000/v1/prompt" in out
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,7 @@ def default_shared_dir() -> Path | None:
     return None
 
 
-SAMPLES_DIR = Path(__file__).parent / "samples"  # a few hand-written rows of four tasks
+SAMPLES_DIR = Path(__file__).parent / "samples"  # a few hand-written rows of five tasks
 
 
 class StackedSource:
