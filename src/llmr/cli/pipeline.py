@@ -46,7 +46,7 @@ def confirm_plan(cfg: PipelineConfig, only_show: bool, yes: bool) -> bool:
     return typer.confirm(f"Start a run of about {_duration(total)}?", abort=True)
 
 
-def ray_engine(llm: LLMSection, engine: str, *placement: object) -> Engine | None:
+def llm_engine(llm: LLMSection, engine: str, *placement: object) -> Engine | None:
     """`--engine ray`: the config's LLM as Ray replicas (scoring and evaluation); local: None (loaded when needed)."""
     if engine not in ("local", "ray"):
         raise typer.BadParameter("expected 'local' or 'ray'", param_hint="--engine")
@@ -88,7 +88,7 @@ def pipeline(
         console.print(yaml.safe_dump(cfg.dump(), sort_keys=False), end="")
         return
     if confirm_plan(cfg, only_plan, yes):
-        llm = ray_engine(cfg.llm, engine, address, workers, cpus_per_worker, gpus_per_worker)
+        llm = llm_engine(cfg.llm, engine, address, workers, cpus_per_worker, gpus_per_worker)
         try:
             Pipeline(cfg, out, llm=llm, cache=cache).run()
         finally:
@@ -127,9 +127,9 @@ def study(
     if not confirm_plan(cfg.pipeline, only_plan, yes):  # the pipeline's part; the evaluation comes on top
         return
     placement = (engine, address, workers, cpus_per_worker, gpus_per_worker)
-    llm = ray_engine(cfg.pipeline.llm, *placement)
+    llm = llm_engine(cfg.pipeline.llm, *placement)
     separate = cfg.eval.llm not in (None, cfg.pipeline.llm.model)
-    eval_llm = ray_engine(cfg.pipeline.llm.model_copy(update={"model": cfg.eval.llm}), *placement) if separate else None
+    eval_llm = llm_engine(cfg.pipeline.llm.model_copy(update={"model": cfg.eval.llm}), *placement) if separate else None
     try:
         Study(cfg, out, llm=llm, eval_llm=eval_llm).run(until)  # type: ignore[arg-type]
     finally:
