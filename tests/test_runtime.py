@@ -117,3 +117,16 @@ def test_the_service_answers_with_an_onnx_selector(cache: Path) -> None:
     with background_server(create_app(fast)) as url:
         got = httpx.post(f"{url}/v1/select", json={"query": "a dull movie", "k": 3}).json()
     assert [e["id"] for e in got["results"][0]] == expected
+
+
+def test_llmr_serve_defaults_to_the_fastest_exact_runtime_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from llmr.base.runtime import serving_runtime
+
+    real = importlib.util.find_spec
+    for missing, expected in ((set(), "openvino"), ({"openvino"}, "onnx"), ({"openvino", "onnxruntime"}, "torch")):
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name, *a, m=missing: None if name in m else real(name, *a)
+        )
+        assert serving_runtime() == expected

@@ -32,6 +32,17 @@ EXPORT = "export.json"
 OUTPUT = {"bi": "sentence_embedding", "cross": "scores"}
 
 
+def serving_runtime() -> Runtime:
+    """The default of `llmr serve`: the fastest installed runtime that keeps recall@8 >= 0.98 against torch
+    fp32 (benchmarks/RESULTS.md, "Encoder runtimes"): openvino, else onnx, else torch. int8 is never chosen."""
+    import importlib.util
+
+    for runtime, module in (("openvino", "openvino"), ("onnx", "onnxruntime")):
+        if importlib.util.find_spec(module) and importlib.util.find_spec("onnx"):
+            return runtime  # type: ignore[return-value]
+    return "torch"
+
+
 def check_runtime(runtime: str) -> None:
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown encoder runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
@@ -168,7 +179,7 @@ class ExportedModel:
         return restored
 
 
-def export_folder(path: str, weights: str, kind: Literal["bi", "cross"], int8: bool) -> Path:
+def export_folder(path: str, weights: str, kind: Kind, int8: bool) -> Path:
     """The model's ONNX export: `<model>/onnx` (written by `llmr export`) when it matches the weights, else
     one in the cache, made now if missing (the embedded model's folder is not ours to write into)."""
     beside = Path(path) / "onnx"
@@ -176,5 +187,7 @@ def export_folder(path: str, weights: str, kind: Literal["bi", "cross"], int8: b
         return beside
     cached = cache_dir() / "onnx" / config_hash({"weights": weights, "kind": kind})
     if not exported(cached, weights, int8):
-        export(path, kind, cached, weights, quantize=True)
+        import importlib.util
+
+        export(path, kind, cached, weights, quantize=importlib.util.find_spec("onnxruntime") is not None)
     return cached

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from llmr.base.runtime import RUNTIME_HELP, RUNTIMES
+from llmr.base.runtime import RUNTIME_HELP, RUNTIMES, serving_runtime
 from llmr.serving import Selector
 
 console = Console(stderr=True)
@@ -30,7 +30,9 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     index: str = typer.Option("flat", help="flat (exact) or hnsw (approximate, for large pools)."),
     tokenizer: str = typer.Option(None, help="HF tokenizer counting budget_tokens (default: the encoder's)."),
-    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
+    runtime: str = typer.Option(
+        "auto", help=RUNTIME_HELP + " auto: openvino, else onnx, else torch (what is installed)."
+    ),
     query_max_length: int = typer.Option(None, help="Cap a query's tokens (onnx/openvino runtimes): the long tail."),
     max_k: int = typer.Option(64, help="Largest k a request may ask for."),
     max_queries: int = typer.Option(256, help="Most queries in one request."),
@@ -46,6 +48,7 @@ def serve(
     except ImportError as exc:
         raise typer.BadParameter(f"{exc}: install the serve extra, pip install 'llmr[serve]'") from None
 
+    runtime = serving_runtime() if runtime == "auto" else runtime
     if runtime not in RUNTIMES:
         raise typer.BadParameter(f"expected one of {', '.join(RUNTIMES)}", param_hint="--runtime")
     if index not in ("flat", "hnsw"):
