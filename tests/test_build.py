@@ -33,6 +33,7 @@ def test_samples_build_pool_train_test(tmp_path: Path) -> None:
         "copa": {"pool": 6, "train": 6, "test": 2},
         "sst2": {"pool": 8, "train": 8, "test": 2},
         "ag_news": {"pool": 8, "train": 8, "test": 2},
+        "arc_e": {"pool": 8, "train": 8, "test": 2},
     }
     data = DataDir(tmp_path)
     passages = {p.id: p for p in data.passages()}

@@ -362,6 +362,7 @@ def test_pipeline_and_study_take_the_engine_option(monkeypatch: pytest.MonkeyPat
         return Engine()
 
     monkeypatch.setattr(cli, "make_engine", fake_make_engine)
+    monkeypatch.setattr(cli, "write_html_report", lambda out: out / "report.html")  # the fakes write no run
     monkeypatch.setattr(
         cli, "Pipeline", lambda cfg, out, llm, cache: ran.append(llm) or type("P", (), {"run": lambda self: None})()
     )
