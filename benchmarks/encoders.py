@@ -49,28 +49,33 @@ def runtimes() -> list[str]:
     return [r for r in RUNTIMES if r != "torch-bf16" or cpu_has_bf16()]
 
 
-def quality(reward: Path | None) -> None:
+def quality(reward: Path | None, only: list[str] | None, query_max_length: int | None) -> None:
+    """Rows per runtime (the first is the reference: torch fp32 unless `only` says otherwise); with
+    `query_max_length`, one more row per runtime whose queries are capped at that many tokens."""
     import faiss
 
     pool, queries = real_texts(10_000)
     docs = [p["contents"] for p in pool]
     base_q = base_top = None
-    print("| runtime | recall@8 vs torch fp32 | query cosine mean / min | pool texts/s |")
+    print(f"| runtime | recall@8 vs {(only or ['torch'])[0]} | query cosine mean / min | pool texts/s |")
     print("|---|---:|---:|---:|")
-    for runtime in runtimes():
+    for runtime in only or runtimes():
         enc = encoder(runtime)
         start = time.perf_counter()
         vectors = enc.encode_documents(docs)
         rate = len(docs) / (time.perf_counter() - start)
-        q = enc.encode_queries(queries)
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(vectors)
-        top = index.search(q, K)[1]
-        if base_q is None:
-            base_q, base_top = q, top
-        recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(top, base_top, strict=True)])
-        cos = (q * base_q).sum(1)
-        print(f"| {runtime} | {recall:.4f} | {cos.mean():.4f} / {cos.min():.4f} | {rate:,.0f} |", flush=True)
+        caps = [None] + ([query_max_length] if query_max_length and runtime != "torch" else [])
+        for cap in caps:
+            q = (enc if cap is None else encoder(runtime, cap)).encode_queries(queries)
+            top = index.search(q, K)[1]
+            if base_q is None:
+                base_q, base_top = q, top
+            recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(top, base_top, strict=True)])
+            cos = (q * base_q).sum(1)
+            name = runtime if cap is None else f"{runtime}, queries <= {cap} tokens"
+            print(f"| {name} | {recall:.4f} | {cos.mean():.4f} / {cos.min():.4f} | {rate:,.0f} |", flush=True)
     if reward is not None:
         reward_agreement(reward)
 
@@ -175,9 +180,12 @@ def main() -> None:
     parser.add_argument("--reward", type=Path, help="a reward-model stage folder of a pipeline run")
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--runtimes", help="quality: only these, comma-separated (the first is the reference)")
+    parser.add_argument("--query-max-length", type=int, help="quality: also cap the queries' tokens")
     args = parser.parse_args()
     if args.section == "quality":
-        quality(args.reward)
+        only = args.runtimes.split(",") if args.runtimes else None
+        quality(args.reward, only, args.query_max_length)
     else:
         speed([int(s) for s in args.sizes.split(",")], args.queries)
 
