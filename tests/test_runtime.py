@@ -65,9 +65,6 @@ def test_a_query_token_cap_only_touches_long_queries(cache: Path) -> None:
     assert np.allclose(capped.encode_queries(QUERIES), plain.encode_queries(QUERIES), atol=1e-5)
     assert not np.allclose(capped.encode_queries(TEXTS[1:2]), plain.encode_queries(TEXTS[1:2]), atol=1e-3)
     assert np.allclose(capped.encode_documents(TEXTS), plain.encode_documents(TEXTS), atol=1e-5)  # pool: uncapped
-    question = "What is the capital of France?"
-    long, short = capped.encode_queries(["a long passage about other things. " * 40 + question, question])
-    assert long @ short > 0.6  # the cap kept the question at the end (right truncation: cosine -0.09)
 
 
 def test_llmr_export_writes_beside_the_model_and_the_encoder_uses_it(tmp_path: Path, cache: Path) -> None:

@@ -139,8 +139,6 @@ class ExportedModel:
         self.max_length: int = meta["max_length"]
         self.inputs: list[str] = meta["inputs"]
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        # A capped query keeps its end: reading-comprehension queries put the question after the passage.
-        self.left_tokenizer = AutoTokenizer.from_pretrained(str(folder), truncation_side="left")
         threads = threads or len(os.sched_getaffinity(0))
         if runtime == "openvino":
             import openvino
@@ -159,8 +157,7 @@ class ExportedModel:
             self._run = lambda feed: session.run(None, feed)[0]
 
     def __call__(self, items: Sequence[Any], batch_size: int = 64, max_length: int | None = None) -> np.ndarray:
-        """Outputs in input order; `max_length` caps tokens below the model's own cap (queries), keeping the
-        last ones."""
+        """Outputs in input order; `max_length` caps tokens below the model's own cap (e.g. for queries)."""
         if not items:
             return np.zeros((0, 0), dtype=np.float32)
         cap = min(max_length or self.max_length, self.max_length)
@@ -174,8 +171,7 @@ class ExportedModel:
                     [a for a, _ in batch], [b for _, b in batch], padding=True, truncation=True, max_length=cap
                 )
             else:
-                tokenizer = self.tokenizer if max_length is None else self.left_tokenizer
-                encoded = tokenizer(batch, padding=True, truncation=True, max_length=cap)
+                encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=cap)
             parts.append(self._run({n: np.asarray(encoded[n], dtype=np.int64) for n in self.inputs}))
         out = np.concatenate(parts).astype(np.float32)
         restored = np.empty_like(out)
