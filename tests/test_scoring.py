@@ -168,7 +168,8 @@ def test_score_with_the_real_model(scored_setup: Path) -> None:
     log = proc.communicate(timeout=600)[0].decode()
     assert proc.returncode == 0, log
     scored = list(DataDir(scored_setup).candidates("scores"))
-    assert len(scored) == 28  # every training query of the four sample tasks
+    train = {r.query_id for r in DataDir(scored_setup / "data").records("train")}
+    assert {c.query_id for c in scored} == train and len(scored) == len(train)  # every training query, once
     real = [s for c in scored for s in c.doc_scores if s != PENALTY]
     assert real and all(-30 < s < 0 for s in real)  # mean token log-probs
     manifest = json.loads((scored_setup / "scores.manifest.json").read_text())
