@@ -357,8 +357,8 @@ def test_pipeline_and_study_take_the_engine_option(monkeypatch: pytest.MonkeyPat
         def close(self) -> None:
             made.append("closed")
 
-    def fake_make_engine(engine, model, backend, options, address, workers, cpus, gpus):
-        made.append((engine, model, address, workers))
+    def fake_make_engine(placement, model, backend, options):
+        made.append((placement.engine, model, placement.address, placement.workers))
         return Engine()
 
     monkeypatch.setattr(cli, "make_engine", fake_make_engine)

@@ -10,17 +10,7 @@ from rich.console import Console
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import write_manifest
 from llmr.base.runtime import RUNTIME_HELP, RUNTIMES
-from llmr.cli.llm import (
-    ADDRESS,
-    CPUS_PER_WORKER,
-    DTYPE_HELP,
-    ENGINE,
-    GPUS_PER_WORKER,
-    MODEL_HELP,
-    WORKERS,
-    backend_options,
-    make_engine,
-)
+from llmr.cli.llm import DTYPE_HELP, MODEL_HELP, Placement, backend_options, make_engine, placement_options
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
@@ -37,6 +27,7 @@ def _ints(text: str, option: str) -> list[int]:
         raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
 
 
+@placement_options
 def eval_cmd(
     data: Path = typer.Option(Path("runs/data"), help="Data folder: passages (the pool) and the test split."),
     out: Path = typer.Option(Path("runs/eval"), "--out", "-o", help="Report folder (results, plots, explanations)."),
@@ -59,11 +50,7 @@ def eval_cmd(
     budget_tokens: int = typer.Option(1024, help="Prompt budget in tokens; the least similar examples go first."),
     resamples: int = typer.Option(1000, help="Paired bootstrap resamples for the confidence intervals."),
     encoder_runtime: str = typer.Option("torch", help=RUNTIME_HELP + " For the dense selectors."),
-    engine: str = ENGINE,
-    address: str = ADDRESS,
-    workers: int = WORKERS,
-    cpus_per_worker: float = CPUS_PER_WORKER,
-    gpus_per_worker: float = GPUS_PER_WORKER,
+    placement: Placement = None,  # type: ignore[assignment]  # its options: @placement_options
 ) -> None:
     """Evaluate selectors by the LLM's in-context score on each task; write tables, plots, explanations."""
     ks, seed_list = _ints(k, "--k"), _ints(seeds, "--seeds") or [0]
@@ -74,7 +61,7 @@ def eval_cmd(
     if not records:
         raise typer.BadParameter(f"no {split} records for tasks {tasks!r} in {data}", param_hint="--tasks")
     options = backend_options(backend, dtype, batch_tokens)
-    runner = make_engine(engine, model, backend, options, address, workers, cpus_per_worker, gpus_per_worker)
+    runner = make_engine(placement, model, backend, options)
     if encoder_runtime not in RUNTIMES:
         raise typer.BadParameter(f"expected one of {', '.join(RUNTIMES)}", param_hint="--encoder-runtime")
     settings = EvalSettings(budget_tokens=budget_tokens or None, encoder_runtime=encoder_runtime)  # type: ignore[arg-type]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from llmr.base.progress import progress_bar
+from llmr.cli.settings import with_parameters
 from llmr.data.jsonl import DataFileError, read_jsonl, write_jsonl
 from llmr.distributed.engine import Engine, LocalEngine, RayEngine
 from llmr.llm import BACKENDS, DEFAULT_LLM, DTYPE_HELP, MODEL_HELP, load_llm
@@ -54,29 +60,52 @@ def score_cmd(
     console.print(f"scored {len(rows)} pairs with {llm.fingerprint} -> {out}")
 
 
-ENGINE = typer.Option(
-    "local", help="local: the LLM in this process; ray: one LLM replica per Ray worker (pip install 'llmr[ray]')."
-)
-ADDRESS = typer.Option(None, help="ray: join this cluster ('auto', 'ray://head:10001'); default: start a local one.")
-WORKERS = typer.Option(None, help="ray: LLM replicas (default: as many as the cluster's CPUs or GPUs hold).")
-CPUS_PER_WORKER = typer.Option(1.0, help="ray: CPUs per replica (its torch threads).")
-GPUS_PER_WORKER = typer.Option(0.0, help="ray: GPUs per replica (1 for vLLM or hf on a GPU cluster).")
+@dataclass(frozen=True)
+class Placement:
+    """Where the LLM runs: in this process (local) or as one replica per Ray worker (ray)."""
+
+    engine: str = "local"
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
 
 
-def make_engine(
-    engine: str,
-    model: str,
-    backend: str,
-    options: dict[str, object],
-    address: str | None,
-    workers: int | None,
-    cpus_per_worker: float,
-    gpus_per_worker: float,
-) -> Engine:
+_PLACEMENT_OPTIONS = {
+    "engine": (str, "local: the LLM in this process; ray: one LLM replica per Ray worker (pip install 'llmr\\[ray]')."),
+    "address": (str, "ray: join this cluster ('auto', 'ray://head:10001'); default: start a local one."),
+    "workers": (int, "ray: LLM replicas (default: as many as the cluster's CPUs or GPUs hold)."),
+    "cpus_per_worker": (float, "ray: CPUs per replica (its torch threads)."),
+    "gpus_per_worker": (float, "ray: GPUs per replica (1 for vLLM or hf on a GPU cluster)."),
+}
+
+
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
+
+
+def placement_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command --engine, --address, --workers, --cpus-per-worker, --gpus-per-worker; it receives
+    them as one `placement` keyword argument."""
+    defaults = asdict(Placement())
+    extra = [
+        inspect.Parameter(name, KEYWORD, default=typer.Option(defaults[name], help=help), annotation=kind)
+        for name, (kind, help) in _PLACEMENT_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> Any:
+        placement = Placement(**{name: kwargs.pop(name) for name in _PLACEMENT_OPTIONS})
+        if placement.engine not in ("local", "ray"):
+            raise typer.BadParameter("expected 'local' or 'ray'", param_hint="--engine")
+        return command(**kwargs, placement=placement)
+
+    return with_parameters(run, command, drop={"placement"}, extra=extra)
+
+
+def make_engine(placement: Placement, model: str, backend: str, options: dict[str, object]) -> Engine:
     """The LLM in this process, or a factory for it handed to Ray actors (each builds its own replica)."""
-    if engine == "local":
+    if placement.engine == "local":
         return LocalEngine(load_llm(model, backend, **options))
-    if engine == "ray":
-        factory = partial(load_llm, model, backend, **options)
-        return RayEngine(factory, workers, cpus_per_worker, gpus_per_worker, address)
-    raise typer.BadParameter("expected 'local' or 'ray'", param_hint="--engine")
+    factory = partial(load_llm, model, backend, **options)
+    p = placement
+    return RayEngine(factory, p.workers, p.cpus_per_worker, p.gpus_per_worker, p.address)

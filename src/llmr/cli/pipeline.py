@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from llmr.cli.llm import ADDRESS, CPUS_PER_WORKER, ENGINE, GPUS_PER_WORKER, WORKERS, make_engine
+from llmr.cli.llm import Placement, make_engine, placement_options
 from llmr.distributed.engine import Engine
 from llmr.evaluation.html import write_html_report
 from llmr.pipeline import Pipeline, PipelineConfig
@@ -46,19 +46,18 @@ def confirm_plan(cfg: PipelineConfig, only_show: bool, yes: bool) -> bool:
     return typer.confirm(f"Start a run of about {_duration(total)}?", abort=True)
 
 
-def llm_engine(llm: LLMSection, engine: str, *placement: object) -> Engine | None:
+def llm_engine(llm: LLMSection, placement: Placement) -> Engine | None:
     """`--engine ray`: the config's LLM as Ray replicas (scoring and evaluation); local: None (loaded when needed)."""
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter("expected 'local' or 'ray'", param_hint="--engine")
-    if engine == "local":
+    if placement.engine == "local":
         return None
-    return make_engine(engine, llm.model, llm.backend, llm.options(), *placement)  # type: ignore[arg-type]
+    return make_engine(placement, llm.model, llm.backend, llm.options())
 
 
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:,.1f} h" if seconds >= 3600 else f"{seconds / 60:,.0f} min"
 
 
+@placement_options
 def pipeline(
     config: Path = typer.Argument(
         None, help="A YAML config, or a shipped one by name (cpu-6tasks); without one, the paper's scale."
@@ -72,11 +71,7 @@ def pipeline(
     show_config: bool = typer.Option(False, "--show-config", help="Print the full, validated config and stop."),
     only_plan: bool = PLAN,
     yes: bool = YES,
-    engine: str = ENGINE,
-    address: str = ADDRESS,
-    workers: int = WORKERS,
-    cpus_per_worker: float = CPUS_PER_WORKER,
-    gpus_per_worker: float = GPUS_PER_WORKER,
+    placement: Placement = None,  # type: ignore[assignment]  # its options: @placement_options
 ) -> None:
     """Run LLM-R end to end. Finished stages are skipped; a changed setting redoes only what depends on it."""
     overrides = list(overrides or []) + ([f"iterations={iterations}"] if iterations else [])
@@ -88,7 +83,7 @@ def pipeline(
         console.print(yaml.safe_dump(cfg.dump(), sort_keys=False), end="")
         return
     if confirm_plan(cfg, only_plan, yes):
-        llm = llm_engine(cfg.llm, engine, address, workers, cpus_per_worker, gpus_per_worker)
+        llm = llm_engine(cfg.llm, placement)
         try:
             Pipeline(cfg, out, llm=llm, cache=cache).run()
         finally:
@@ -97,6 +92,7 @@ def pipeline(
         console.print(f"report -> {write_html_report(out)}")
 
 
+@placement_options
 def study(
     config: Path = typer.Argument(None, help="Study YAML: `pipeline` and `eval` sections (see benchmarks/quality/)."),
     out: Path = typer.Option(Path("runs/study"), "--out", "-o", help="Study folder: pipeline/ and eval/ (study.md)."),
@@ -107,11 +103,7 @@ def study(
     show_config: bool = typer.Option(False, "--show-config", help="Print the full, validated config and stop."),
     only_plan: bool = PLAN,
     yes: bool = YES,
-    engine: str = ENGINE,
-    address: str = ADDRESS,
-    workers: int = WORKERS,
-    cpus_per_worker: float = CPUS_PER_WORKER,
-    gpus_per_worker: float = GPUS_PER_WORKER,
+    placement: Placement = None,  # type: ignore[assignment]  # its options: @placement_options
 ) -> None:
     """The whole benchmark: the LLM-R pipeline, then every selector evaluated, then study.md.
     Resumes where it stopped; finished stages and cached outcomes are not redone."""
@@ -126,10 +118,9 @@ def study(
         return
     if not confirm_plan(cfg.pipeline, only_plan, yes):  # the pipeline's part; the evaluation comes on top
         return
-    placement = (engine, address, workers, cpus_per_worker, gpus_per_worker)
-    llm = llm_engine(cfg.pipeline.llm, *placement)
+    llm = llm_engine(cfg.pipeline.llm, placement)
     separate = cfg.eval.llm not in (None, cfg.pipeline.llm.model)
-    eval_llm = llm_engine(cfg.pipeline.llm.model_copy(update={"model": cfg.eval.llm}), *placement) if separate else None
+    eval_llm = llm_engine(cfg.pipeline.llm.model_copy(update={"model": cfg.eval.llm}), placement) if separate else None
     try:
         Study(cfg, out, llm=llm, eval_llm=eval_llm).run(until)  # type: ignore[arg-type]
     finally:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from llmr.base.files import cache_dir, file_fingerprint
 from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
-from llmr.cli.llm import ADDRESS, CPUS_PER_WORKER, ENGINE, GPUS_PER_WORKER, WORKERS, backend_options, make_engine
+from llmr.cli.llm import Placement, backend_options, make_engine, placement_options
 from llmr.cli.settings import stage_settings
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
@@ -25,6 +25,7 @@ console = Console()
 
 
 @stage_settings("scoring", "llm")
+@placement_options
 def score(
     scoring: ScoringConfig,
     llm: LLMSection,
@@ -36,11 +37,7 @@ def score(
         False, "--plan", help="Print pairs, tokens and an estimated time from a calibration batch; score nothing."
     ),
     force: bool = typer.Option(False, help="Rewrite the output even when it matches this config and inputs."),
-    engine: str = ENGINE,
-    address: str = ADDRESS,
-    workers: int = WORKERS,
-    cpus_per_worker: float = CPUS_PER_WORKER,
-    gpus_per_worker: float = GPUS_PER_WORKER,
+    placement: Placement = None,  # type: ignore[assignment]  # its options: @placement_options
 ) -> None:
     """Score each query's candidates by mean log p(answer | candidate, query) with a frozen LLM."""
     folder = DataDir(data)
@@ -60,7 +57,7 @@ def score(
         table.add_row("estimated time", f"{eta / 60:,.1f} min ({eta / 3600:,.2f} h)")
         console.print(table)
         return
-    runner = make_engine(engine, llm.model, llm.backend, options, address, workers, cpus_per_worker, gpus_per_worker)
+    runner = make_engine(placement, llm.model, llm.backend, options)
     # The engine decides placement, not results (the same chunks): leave it out of the key.
     settings = {"stage": "score", "llm": runner.fingerprint, **asdict(scoring)}
     if not force and is_up_to_date(out, settings, inputs):

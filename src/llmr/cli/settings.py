@@ -112,8 +112,16 @@ def stage_settings(*sections: str) -> Callable[[Callable[..., Any]], Callable[..
                 raise typer.BadParameter(str(exc), param_hint="--config / --set / options") from None
             return command(**kwargs, **{section: getattr(cfg, section) for section in sections})
 
-        run.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
-        return run
+        return with_parameters(run, command, drop=set(sections), extra=extra)
 
     return wrap
+
+
+def with_parameters(
+    run: Callable[..., Any], command: Callable[..., Any], drop: set[str], extra: list[inspect.Parameter]
+) -> Callable[..., Any]:
+    """`run` (a wrapper of `command`) as typer sees it: the command's parameters less `drop`, plus `extra`."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.name not in drop]
+    run.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
+    return run
