@@ -26,6 +26,10 @@ def _not_blank(v: str) -> str:
     return v
 
 
+def _id_as_str(v: object) -> object:
+    return str(v) if isinstance(v, int) else v  # the authors' files hold some ids as numbers
+
+
 class Record(_Row):
     query_id: str
     query: str
@@ -33,11 +37,7 @@ class Record(_Row):
     options: list[str] = [""]
     task_name: str
 
-    @field_validator("query_id", mode="before")
-    @classmethod
-    def _id_as_str(cls, v: object) -> object:
-        return str(v) if isinstance(v, int) else v
-
+    _id = field_validator("query_id", mode="before")(_id_as_str)
     _texts = field_validator("query_id", "query", "task_name")(_not_blank)
 
     @field_validator("answers")
@@ -68,11 +68,7 @@ class Passage(_Row):
     contents: str
     task_name: str
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_str(cls, v: object) -> object:
-        return str(v) if isinstance(v, int) else v
-
+    _id = field_validator("id", mode="before")(_id_as_str)
     _texts = field_validator("id", "contents", "task_name")(_not_blank)
 
 
