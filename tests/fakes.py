@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from llmr.data.schema import CandidateList
 from llmr.llm.base import LLM, Score
 
 
@@ -28,3 +29,11 @@ class FakeLLM(LLM):
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: str | None = "\n") -> list[str]:
         return ["" for _ in prompts]
+
+
+def sst2_candidates(query_id: str, word: str, doc_ids: list[str], doc_scores: list[float]) -> CandidateList:
+    """A positive sst2 review query ("Review: <word> movie") with its scored candidates."""
+    query = f"Review: {word} movie"
+    return CandidateList(
+        query_id=query_id, query=query, answers=["Positive"], task_name="sst2", doc_ids=doc_ids, doc_scores=doc_scores
+    )

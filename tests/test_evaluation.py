@@ -82,14 +82,14 @@ def test_paired_bootstrap_covers_a_known_difference() -> None:
         paired_bootstrap(a, {"sst2": b["sst2"][:10], "rte": b["rte"]})
 
 
+def outs(task: str, scores: list[float]) -> list[dict]:
+    return [
+        {"task": task, "query_id": f"{task}{i}", "score": s, "prediction": "", "gold": ""} for i, s in enumerate(scores)
+    ]
+
+
 def test_report_gives_held_out_cis_when_held_out_tasks_are_evaluated() -> None:
     from llmr.evaluation.report import aggregate
-
-    def outs(task: str, scores: list[float]) -> list[dict]:
-        return [
-            {"task": task, "query_id": f"{task}{i}", "score": s, "prediction": "", "gold": ""}
-            for i, s in enumerate(scores)
-        ]
 
     runs = {
         ("random", 4, 0): outs("sst2", [0, 1, 0, 1]) + outs("qnli", [0, 0, 0, 1]),
@@ -288,12 +288,6 @@ def test_a_killed_evaluation_resumes_without_redoing_committed_chunks(
 
 def test_report_gives_cis_per_task_mode_and_against_dense() -> None:
     from llmr.evaluation.report import aggregate, markdown
-
-    def outs(task: str, scores: list[float]) -> list[dict]:
-        return [
-            {"task": task, "query_id": f"{task}{i}", "score": s, "prediction": "", "gold": ""}
-            for i, s in enumerate(scores)
-        ]
 
     runs = {
         ("random", 4, 0): outs("sst2", [0, 0, 0, 0]) + outs("copa", [0, 1, 0, 1]),

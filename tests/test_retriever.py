@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import sst2_candidates
 from llmr.base.encoders import resolve_encoder
 from llmr.data.schema import CandidateList, Passage
 from llmr.training.retriever import RetrieverConfig, retriever_dataset, train_retriever
@@ -43,16 +44,7 @@ def _data() -> tuple[list[CandidateList], dict[str, Passage]]:
         others = [f"sim_{x}" for x in TRAIN if x != w][:6]
         ids = ["g0", "g1", "g2", f"sim_{w}", *others]
         scores = [0.0, -0.2, -0.4, -9.0] + [-5.0 - j * 0.1 for j in range(len(others))]
-        cands.append(
-            CandidateList(
-                query_id=w,
-                query=f"Review: {w} movie",
-                answers=["Positive"],
-                task_name="sst2",
-                doc_ids=ids,
-                doc_scores=scores,
-            )
-        )
+        cands.append(sst2_candidates(w, w, ids, scores))
     return cands, pool
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import sst2_candidates
 from llmr.data.schema import CandidateList, Passage
 from llmr.training.reward import RewardConfig, query_text, reward_dataset, train_reward_model
 
@@ -22,16 +23,7 @@ def _data() -> tuple[list[CandidateList], dict[str, Passage]]:
     for i, w in enumerate(POSITIVE_WORDS):
         ids = [w, *[x for x in POSITIVE_WORDS if x != w][:2], *NEGATIVE_WORDS]
         scores = [0.0, -0.5, -0.6] + [-5.0 - j for j in range(len(NEGATIVE_WORDS))]
-        cands.append(
-            CandidateList(
-                query_id=f"q{i}",
-                query=f"Review: {w} movie",
-                answers=["Positive"],
-                task_name="sst2",
-                doc_ids=ids,
-                doc_scores=scores,
-            )
-        )
+        cands.append(sst2_candidates(f"q{i}", w, ids, scores))
     return cands, pool
 
 
