@@ -2,15 +2,17 @@
 
     python benchmarks/serving.py                      # pools 10k (real) / 100k / 1M, HTTP 10k requests
     python benchmarks/serving.py --sizes 10000 --requests 2000   # quicker
+    python benchmarks/serving.py --runtimes torch,openvino --clients 1,8,32,128   # runtimes side by side
 
-Select latency: one query at a time (as a request arrives), encode (the embedded MiniLM) + search.
+Select latency: one query at a time (as a request arrives), encode (the embedded MiniLM, per runtime) + search.
 Pools up to --real-max are real pool texts from ../shared/data (encoded once); larger pools are
 synthetic: real embeddings plus Gaussian noise, normalised, so they keep the real data's clusters.
 Approximate indexes (HNSW) are compared with exact search (flat) by recall@k of the same queries.
 
 HTTP: `llmr serve` in its own process on 127.0.0.1, a load generator with --concurrency open
 requests; 10% of the requests are malformed (bad JSON, unknown fields, k over the limit, too many
-queries) and must get their 4xx while the valid ones get 200.
+queries) and must get their 4xx while the valid ones get 200. The load generator shares the cores: its
+cost and the framework's show in the ceiling row (GET /healthz, no encoder, at the largest client count).
 """
 
 from __future__ import annotations
@@ -54,21 +56,25 @@ def percentiles(ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int]) -> list[dict]:
+def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int], runtimes: list[str]) -> list[dict]:
     import faiss
 
-    from llmr.candidates.dense import VectorIndex
+    from llmr.candidates.dense import Encoder, VectorIndex
     from llmr.serving import Selector
 
     pool, queries = real_texts(min(max(sizes), real_max))
     queries = queries[:n_queries]
     selector = Selector.load("all-minilm-l6-v2", pool)
     base = selector.index.vectors(range(len(selector.index)))
-    encode_ms = []
-    for q in queries:  # one at a time, as requests arrive
-        t = time.perf_counter()
-        selector.encoder.encode_queries([q])
-        encode_ms.append(1000 * (time.perf_counter() - t))
+    encode_ms: dict[str, list[float]] = {}
+    for runtime in runtimes:
+        encoder = Encoder("all-minilm-l6-v2", runtime=runtime)
+        encoder.encode_queries(queries[:5])  # warm-up
+        encode_ms[runtime] = []
+        for q in queries:  # one at a time, as requests arrive
+            t = time.perf_counter()
+            encoder.encode_queries([q])
+            encode_ms[runtime].append(1000 * (time.perf_counter() - t))
     qvec = selector.encoder.encode_queries(queries)
     rows = []
     rng = np.random.default_rng(0)
@@ -92,12 +98,11 @@ def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int])
         for name, index, build_s, e in indexes:
             if e is not None:
                 index.hnsw.efSearch = e
-            search_ms, total_ms, found = [], [], []
-            for i, q in enumerate(qvec):
+            search_ms, found = [], []
+            for q in qvec:
                 t = time.perf_counter()
                 _, ids = index.search(q[None], K)
                 search_ms.append(1000 * (time.perf_counter() - t))
-                total_ms.append(encode_ms[i] + search_ms[-1])
                 found.append(ids[0])
             recall = float(np.mean([len(set(f) & set(g)) / K for f, g in zip(found, truth, strict=True)]))
             rows.append(
@@ -108,13 +113,15 @@ def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int])
                     "build_s": build_s,
                     "search_p50": percentiles(search_ms)[0],
                     "search_p99": percentiles(search_ms)[1],
-                    "select_p50": percentiles(total_ms)[0],
-                    "select_p99": percentiles(total_ms)[1],
+                    **{
+                        f"select_{r}": percentiles([e + s for e, s in zip(ms, search_ms, strict=True)])
+                        for r, ms in encode_ms.items()
+                    },
                     "recall": recall,
                 }
             )
             print(json.dumps(rows[-1]), file=sys.stderr)
-    rows.append({"encode_p50": percentiles(encode_ms)[0], "encode_p99": percentiles(encode_ms)[1]})
+    rows.append({r: percentiles(ms) for r, ms in encode_ms.items()})
     return rows
 
 
@@ -130,7 +137,7 @@ def malformed(i: int) -> tuple[bytes, int]:
     return json.dumps({"queries": ["x"] * 300}).encode(), 413
 
 
-async def load(url: str, queries: list[str], requests: int, concurrency: int) -> dict:
+async def load(url: str, queries: list[str], requests: int, concurrency: int, path: str = "/v1/select") -> dict:
     import httpx
 
     statuses: dict[int, int] = {}
@@ -145,9 +152,12 @@ async def load(url: str, queries: list[str], requests: int, concurrency: int) ->
                 body, expect = json.dumps({"query": queries[i % len(queries)], "k": K}).encode(), 200
             t = time.perf_counter()
             try:
-                r = await client.post("/v1/select", content=body, headers={"content-type": "application/json"})
+                if path == "/healthz":  # the ceiling: no body, no encoder
+                    r, expect = await client.get(path), 200
+                else:
+                    r = await client.post(path, content=body, headers={"content-type": "application/json"})
                 status = r.status_code
-                if status == 200 and len(r.json()["results"][0]) != K:
+                if status == 200 and path != "/healthz" and len(r.json()["results"][0]) != K:
                     wrong.append(i)
             except httpx.HTTPError:
                 status = -1
@@ -189,61 +199,77 @@ def wait_until_up(server: subprocess.Popen, url: str, timeout_s: float = 900) ->
         time.sleep(0.5)
 
 
-def bench_http(pool_size: int, requests: int, concurrency: int, port: int) -> dict:
+def bench_http(pool_size: int, requests: int, clients: list[int], port: int, runtime: str) -> list[dict]:
+    """`llmr serve --runtime RUNTIME` under load at each client count, then the /healthz ceiling."""
     import httpx
 
     pool, queries = real_texts(pool_size, seed=1)
+    url = f"http://127.0.0.1:{port}"
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         from llmr.data.jsonl import write_jsonl
 
         path = Path(tmp) / "passages.jsonl"
         write_jsonl(path, pool)
         cmd = [sys.executable, "-m", "llmr.cli", "serve", "--pool", str(path), "--port", str(port)]
+        cmd += ["--runtime", runtime]
         server = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         try:
-            wait_until_up(server, f"http://127.0.0.1:{port}")
-            asyncio.run(load(f"http://127.0.0.1:{port}", queries, 200, concurrency))  # warm-up
-            result = asyncio.run(load(f"http://127.0.0.1:{port}", queries, requests, concurrency))
-            result["alive_after"] = httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            wait_until_up(server, url)
+            asyncio.run(load(url, queries, 200, max(clients)))  # warm-up
+            for n, route in [(n, "/v1/select") for n in clients] + [(max(clients), "/healthz")]:
+                result = asyncio.run(load(url, queries, requests, n, route))
+                result["alive_after"] = httpx.get(f"{url}/healthz").status_code == 200
+                rows.append({"runtime": runtime, "route": route, "pool": pool_size, "concurrency": n, **result})
+                print(json.dumps(rows[-1]), file=sys.stderr)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    return {"pool": pool_size, "concurrency": concurrency, **result}
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="Select latency: pool sizes ('' skips).")
     parser.add_argument("--real-max", type=int, default=10_000, help="Pools up to this size use real texts.")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--ef", default="32,64,128", help="HNSW efSearch values to compare.")
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--runtimes", default="torch,openvino", help="Encoder runtimes, side by side.")
+    parser.add_argument("--requests", type=int, default=10_000, help="HTTP requests per row (0 skips HTTP).")
+    parser.add_argument("--clients", default="1,8,32,128", help="HTTP concurrent clients, one row each.")
     parser.add_argument("--http-pool", type=int, default=10_000)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     import torch
 
+    runtimes = args.runtimes.split(",")
     print(f"torch threads: {torch.get_num_threads()}, cores: {os.cpu_count()}, k = {K}\n")
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    rows = bench_select(sizes, args.real_max, args.queries, [int(e) for e in args.ef.split(",")])
-    enc = rows.pop()
-    print(f"query encoding alone (MiniLM, one query): p50 {enc['encode_p50']:.2f} ms, p99 {enc['encode_p99']:.2f} ms\n")
-    print("| pool | texts | index | build (s) | search p50 / p99 (ms) | select p50 / p99 (ms) | recall@8 vs flat |")
-    print("|---:|---|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['pool']:,} | {r['texts']} | {r['index']} | {r['build_s']:.1f} | {r['search_p50']:.2f} / "
-            f"{r['search_p99']:.2f} | {r['select_p50']:.2f} / {r['select_p99']:.2f} | {r['recall']:.3f} |"
-        )
+    if sizes:
+        rows = bench_select(sizes, args.real_max, args.queries, [int(e) for e in args.ef.split(",")], runtimes)
+        enc = rows.pop()
+        for r, (p50, p99) in enc.items():
+            print(f"query encoding alone ({r}, one query): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        heads = " | ".join(f"select {r} p50 / p99 (ms)" for r in runtimes)
+        print(f"\n| pool | texts | index | build (s) | search p50 / p99 (ms) | {heads} | recall@8 vs flat |")
+        print("|---:|---|---|---:|---:|" + "---:|" * len(runtimes) + "---:|")
+        for r in rows:
+            selects = " | ".join(f"{r[f'select_{x}'][0]:.2f} / {r[f'select_{x}'][1]:.2f}" for x in runtimes)
+            print(
+                f"| {r['pool']:,} | {r['texts']} | {r['index']} | {r['build_s']:.1f} | {r['search_p50']:.2f} / "
+                f"{r['search_p99']:.2f} | {selects} | {r['recall']:.3f} |"
+            )
     if args.requests:
-        h = bench_http(args.http_pool, args.requests, args.concurrency, args.port)
-        print("\n| HTTP pool | concurrency | requests | req/s | p50 (ms) | p99 (ms) | statuses | wrong | alive |")
-        print("|---:|---:|---:|---:|---:|---:|---|---:|---|")
-        print(
-            f"| {h['pool']:,} | {h['concurrency']} | {h['requests']:,} | {h['rps']:.0f} | {h['p50_ms']:.1f} | "
-            f"{h['p99_ms']:.1f} | {h['statuses']} | {h['wrong']} | {h['alive_after']} |"
-        )
+        clients = [int(c) for c in args.clients.split(",")]
+        print("\n| runtime | route | pool | clients | requests | req/s | p50 / p99 (ms) | statuses | wrong | alive |")
+        print("|---|---|---:|---:|---:|---:|---:|---|---:|---|")
+        for runtime in runtimes:
+            for h in bench_http(args.http_pool, args.requests, clients, args.port, runtime):
+                print(
+                    f"| {h['runtime']} | {h['route']} | {h['pool']:,} | {h['concurrency']} | {h['requests']:,} | "
+                    f"{h['rps']:.0f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f} | {h['statuses']} | {h['wrong']} | "
+                    f"{h['alive_after']} |"
+                )
 
 
 if __name__ == "__main__":
