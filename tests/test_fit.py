@@ -26,15 +26,21 @@ class Steps(TrainerCallback):
             raise KeyboardInterrupt
 
 
+def kill_at_step_3(out: Path, cands, pool) -> Steps:
+    """Train with a checkpoint every 2 steps and kill the run after step 3."""
+    killed = Steps(kill_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[killed])
+    return killed
+
+
 @pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     cands, pool = _data()
     out = tmp_path / "reward"
-    killed = Steps(kill_at=3)
-    with pytest.raises(KeyboardInterrupt):
-        train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[killed])
+    killed = kill_at_step_3(out, cands, pool)
     assert killed.steps == [1, 2, 3] and (out / "checkpoints" / "checkpoint-2").is_dir()
     assert not (out / "model.safetensors").exists()
 
@@ -53,8 +59,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
 def test_checkpoints_of_another_config_are_not_resumed(tmp_path: Path) -> None:
     cands, pool = _data()
     out = tmp_path / "reward"
-    with pytest.raises(KeyboardInterrupt):
-        train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[Steps(kill_at=3)])
+    kill_at_step_3(out, cands, pool)
     other = Steps()
     train_reward_model(
         cands, pool, out, RewardConfig(epochs=4, batch_size=6, learning_rate=1e-5, bf16=False), callbacks=[other]
@@ -66,8 +71,7 @@ def test_checkpoints_of_another_config_are_not_resumed(tmp_path: Path) -> None:
 def test_a_checkpoint_cut_short_and_other_data_are_not_resumed(tmp_path: Path) -> None:
     cands, pool = _data()
     out = tmp_path / "reward"
-    with pytest.raises(KeyboardInterrupt):
-        train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[Steps(kill_at=3)])
+    kill_at_step_3(out, cands, pool)
     cut = out / "checkpoints" / "checkpoint-3"  # a kill while the trainer wrote step 3's checkpoint
     cut.mkdir()
     (cut / "model.safetensors").write_bytes(b"half")
@@ -75,8 +79,7 @@ def test_a_checkpoint_cut_short_and_other_data_are_not_resumed(tmp_path: Path) -
     train_reward_model(cands, pool, out, CONFIG, save_steps=2, callbacks=[resumed])
     assert resumed.steps == [3, 4]  # from checkpoint-2, the last complete one (this failed with FileNotFoundError)
 
-    with pytest.raises(KeyboardInterrupt):
-        train_reward_model(cands, pool, tmp_path / "b", CONFIG, save_steps=2, callbacks=[Steps(kill_at=3)])
+    kill_at_step_3(tmp_path / "b", cands, pool)
     other = Steps()  # the same config on other scores: resuming would mix two runs' data
     train_reward_model(list(reversed(cands)), pool, tmp_path / "b", CONFIG, save_steps=2, callbacks=[other])
     assert other.steps == [1, 2, 3, 4]

@@ -102,3 +102,13 @@ def test_write_json_is_sorted_and_atomic(tmp_path: Path) -> None:
     write_json(tmp_path / "m.json", {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": [1, 2], "b": 1}
     assert list(tmp_path.iterdir()) == [tmp_path / "m.json"]
+
+
+def test_a_new_cache_folder_is_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from llmr.base.files import cache_dir
+
+    monkeypatch.setenv("LLMR_CACHE", str(tmp_path / "new" / "cache"))
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:  # as the model conversion does
+        assert Path(tmp).parent == tmp_path / "new" / "cache"

@@ -13,8 +13,11 @@ from typing import Any
 
 
 def cache_dir() -> Path:
-    """Root of llmr's caches (converted models, exported encoders, LLM scores): $LLMR_CACHE, else ~/.cache/llmr."""
-    return Path(os.environ.get("LLMR_CACHE") or Path.home() / ".cache" / "llmr")
+    """Root of llmr's caches (converted models, exported encoders, LLM scores): $LLMR_CACHE, else ~/.cache/llmr.
+    Created when missing (a new $LLMR_CACHE failed on the first temp file written into it)."""
+    root = Path(os.environ.get("LLMR_CACHE") or Path.home() / ".cache" / "llmr")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def _umask() -> int:
