@@ -40,6 +40,11 @@ def encoder_fingerprint(model: str, path: str) -> str:
     return config_hash({str(w.relative_to(path)): file_fingerprint(w) for w in weights})
 
 
+# Queries are encoded in length-sorted batches of at most 8: a service's queued queries mix 10- and
+# 256-token texts, and one padded batch of 32 ran 2.4x slower (benchmarks/RESULTS.md, issue 18).
+QUERY_BATCH = 8
+
+
 class Encoder:
     """A sentence-transformers encoder giving L2-normalised float32 vectors. Queries and pool items go
     through `encode_query` / `encode_document`: the same for a plain model; for a query/document Router
@@ -70,19 +75,20 @@ class Encoder:
             self.tokenizer = self.exported.tokenizer
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        batch = min(self.batch_size, QUERY_BATCH)
         if self.runtime != "torch":
-            return _normalised(self.exported(list(texts), self.batch_size, self.query_max_length))
-        return self._encode(self.model.encode_query, texts)
+            return _normalised(self.exported(list(texts), batch, self.query_max_length))
+        return self._encode(self.model.encode_query, texts, batch)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         if self.runtime != "torch":
             return _normalised(self.exported(list(texts), self.batch_size))
-        return self._encode(self.model.encode_document, texts)
+        return self._encode(self.model.encode_document, texts, self.batch_size)
 
-    def _encode(self, method: Any, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, method: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
         vectors = method(
             list(texts),
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
