@@ -293,6 +293,19 @@ def test_iteration_two_trains_on_the_union_of_teachers_unless_told_otherwise(tmp
     assert "iteration-1/teacher" not in json.loads((alone[-1].path / "stage.json").read_text())["inputs"]
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
+def test_the_penalties_teacher_asks_no_llm_and_a_prior_changes_only_the_teacher_on(tmp_path: Path) -> None:
+    out, llm = tmp_path / "run", FakeLLM()
+    first = Pipeline(tiny("distill.teacher=penalties"), out, llm=llm).run()
+    assert list(ran(first)) == ["data", "iteration-1/candidates", "iteration-1/teacher", "iteration-1/retriever"]
+    assert llm.calls == []
+    prior = Pipeline(tiny("distill.teacher=penalties", "distill.prior_weight=1"), out, llm=llm).run()
+    assert [name for name, r in ran(prior).items() if r] == ["iteration-1/teacher", "iteration-1/retriever"]
+    from llmr.pipeline.plan import plan
+
+    assert [s.name for s in plan(tiny("distill.teacher=penalties"), rows={"sst2": 10})] == list(ran(first))
+
+
 # -- the plan -----------------------------------------------------------------------------------
 
 

@@ -61,6 +61,19 @@ def test_reward_with_penalties_scores_only_kept_candidates(reward_dir: Path) -> 
     assert mixed.doc_scores[3] == pytest.approx(full.doc_scores[3], abs=1e-3)  # bf16: batch padding moves ~1e-4
 
 
+def test_the_prior_orders_kept_candidates_as_the_base_encoder_and_leaves_penalties() -> None:
+    from llmr.candidates.dense import Encoder
+
+    [plain], _ = teacher_scores([_query()], POOL, "penalties")
+    [prior], _ = teacher_scores([_query()], POOL, "penalties", prior_weight=0.5, temperature=0.05)
+    q = Encoder("all-minilm-l6-v2").encode_queries(["Review: lovely"])[0]
+    docs = Encoder("all-minilm-l6-v2").encode_documents([POOL[d].contents for d in ("pos1", "pos2")])
+    assert prior.doc_scores[1] == prior.doc_scores[2] == PENALTY  # another label, another task: untouched
+    assert [prior.doc_scores[0], prior.doc_scores[3]] == pytest.approx(
+        list(plain.doc_scores[0] + 0.5 * docs @ q / 0.05), abs=1e-3
+    )
+
+
 def test_top_n_cuts_each_list() -> None:
     [scored], _ = teacher_scores([_query()], POOL, "penalties", top_n=2)
     assert scored.doc_ids == ["pos1", "neg1"] and scored.doc_scores == [0.0, PENALTY]

@@ -140,6 +140,7 @@ class Pipeline:
         teachers: list[StageResult] = []
         # torch adds nothing to the keys, so stages made before runtimes existed still count as done
         runtime = {} if cfg.encoder_runtime == "torch" else {"encoder_runtime": cfg.encoder_runtime}
+        split = {"validation_fraction": cfg.validation_fraction, "seed": cfg.seed}
         for it in range(1, cfg.iterations + 1):
             prefix = f"iteration-{it}/"
             mined_by = [data] if retriever is None else [data, retriever]
@@ -151,25 +152,33 @@ class Pipeline:
                     data.path, "bm25" if r is None else str(r.path), cfg, path, self.index_dir
                 ),
             )
-            scored = self.stage(
-                prefix + "score",
-                {"llm": cfg.llm.model_dump(), "scoring": asdict(cfg.scoring)},
-                [data, cands],
-                lambda path, c=cands: stages.score(data.path, c.path, self.llm, self.cache, cfg, path),
-            )
-            split = {"validation_fraction": cfg.validation_fraction, "seed": cfg.seed}
-            reward = self.stage(
-                prefix + "reward",
-                {"reward": asdict(cfg.reward), **split},
-                [data, scored],
-                lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
-            )
+            # The penalties teacher needs no LLM and no reward model (unless EPR trains on iteration 1's scores).
+            scored = reward = None
+            if cfg.distill.teacher != "penalties" or (it == 1 and cfg.epr):
+                scored = self.stage(
+                    prefix + "score",
+                    {"llm": cfg.llm.model_dump(), "scoring": asdict(cfg.scoring)},
+                    [data, cands],
+                    lambda path, c=cands: stages.score(data.path, c.path, self.llm, self.cache, cfg, path),
+                )
+                reward = self.stage(
+                    prefix + "reward",
+                    {"reward": asdict(cfg.reward), **split},
+                    [data, scored],
+                    lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
+                )
             penalties = {k: v for k, v in asdict(cfg.scoring).items() if k.startswith("penalize")}
+            # a prior_weight of 0 adds nothing to the key, so stages made before it existed still count as done
+            distill = cfg.distill.model_dump(
+                exclude={"union"} | (set() if cfg.distill.prior_weight else {"prior_weight"})
+            )
             teacher = self.stage(
                 prefix + "teacher",
-                {"distill": cfg.distill.model_dump(exclude={"union"}), "penalties": penalties, **runtime},
-                [data, cands, reward],
-                lambda path, c=cands, r=reward: stages.teacher(data.path, c.path, r.path, cfg, self.cache, path),
+                {"distill": distill, "penalties": penalties, **runtime},
+                [data, cands, *([reward] if reward else [])],
+                lambda path, c=cands, r=reward: stages.teacher(
+                    data.path, c.path, r.path if r else None, cfg, self.cache, path
+                ),
             )
             teachers = [*teachers, teacher] if cfg.distill.union else [teacher]
             retriever = self.stage(

@@ -102,7 +102,7 @@ def reward(data_dir: Path, scores_dir: Path, cfg: PipelineConfig, is_train: IsTr
 def teacher(
     data_dir: Path,
     candidates_dir: Path,
-    reward_dir: Path,
+    reward_dir: Path | None,
     cfg: PipelineConfig,
     cache: Path | str | None,
     path: Path,
@@ -127,6 +127,9 @@ def teacher(
                 cache=store,
                 on_pairs=lambda n: bar.update(task, advance=n),
                 runtime=cfg.encoder_runtime,
+                prior_weight=cfg.distill.prior_weight,
+                prior_model=cfg.retriever.model,
+                temperature=cfg.retriever.temperature,
             )
     finally:
         store.close()

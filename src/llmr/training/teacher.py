@@ -6,6 +6,9 @@ and candidates (the paper: ~591k queries x up to 100 candidates). Teachers:
 - "reward+penalties": the same, but candidates the scoring heuristics penalize (another task's, or
   for classification another label's) keep -100 without a model call, as in the LLM's own feedback;
 - "penalties": 0 or -100 from the heuristics alone, no model (an ablation: what the labels alone teach).
+`prior_weight` > 0 adds weight x cos(query, candidate) / tau under the base encoder to every kept candidate:
+where the teacher has no signal (multiple choice: no label to penalize, a reward model near chance) its
+order becomes the one the retriever starts from, so distillation keeps what the encoder knew there.
 Model scores go to a SQLite cache keyed by the reward model's weights, its number format and the pair,
 committed in chunks: a killed run resumes without rescoring. The model runs in bf16 where the hardware
 computes it natively (~2x on AVX-512 BF16 CPUs; benchmarks/training_speed.py measures how often bf16
@@ -19,9 +22,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from llmr.base.encoders import default_dtype
+from llmr.base.encoders import DEFAULT_ENCODER, default_dtype
 from llmr.base.files import file_fingerprint
 from llmr.base.runtime import ExportedModel, Runtime, export_folder
+from llmr.candidates.dense import Encoder
 from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.llm.base import Score
 from llmr.scoring.cache import ScoreCache, pair_key
@@ -44,9 +48,13 @@ def teacher_scores(
     chunk_pairs: int = 2048,
     on_pairs: Callable[[int], None] | None = None,
     runtime: Runtime = "torch",
+    prior_weight: float = 0.0,
+    prior_model: str = DEFAULT_ENCODER,
+    temperature: float = 0.01,
 ) -> tuple[list[CandidateList], dict[str, Any]]:
     """Candidate lists (each cut to its first `top_n` candidates; 0 = all) with the teacher's scores as
-    doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress."""
+    doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress. With `prior_weight`,
+    kept candidates also get prior_weight x cos / `temperature` under `prior_model` (the base encoder)."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, not {teacher!r}")
     lists = [
@@ -70,11 +78,28 @@ def teacher_scores(
         if model_dir is None:
             raise ValueError(f"teacher {teacher!r} needs the reward model's folder")
         found = _model_scores(Path(model_dir), pairs, cache, batch_size, chunk_pairs, stats, on_pairs, runtime)
+    prior = _prior(lists, passages, prior_model, runtime) if prior_weight else None
     out = []
-    for cands, row in zip(lists, slots, strict=True):
+    for i, (cands, row) in enumerate(zip(lists, slots, strict=True)):
         scores = [PENALTY if p is None else (found[pair_key(*p)].logprob if found else 0.0) for p in row]
+        if prior is not None:
+            scores = [
+                s if s <= PENALTY else s + prior_weight * c / temperature for s, c in zip(scores, prior[i], strict=True)
+            ]
         out.append(cands.model_copy(update={"doc_scores": scores}))
     return out, stats
+
+
+def _prior(
+    lists: Sequence[CandidateList], passages: Mapping[str, Passage], model: str, runtime: Runtime
+) -> list[list[float]]:
+    """cos(query, candidate) per list and candidate under `model`, each text encoded once."""
+    encoder = Encoder(model, runtime=runtime)
+    queries = sorted({c.query for c in lists})
+    docs = sorted({d for c in lists for d in c.doc_ids})
+    q = dict(zip(queries, encoder.encode_queries(queries), strict=True))
+    d = dict(zip(docs, encoder.encode_documents([passages[i].contents for i in docs]), strict=True))
+    return [[float(q[c.query] @ d[i]) for i in c.doc_ids] for c in lists]
 
 
 def _model_scores(
