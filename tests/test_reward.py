@@ -85,6 +85,17 @@ def test_cli_trains_and_writes_teacher_scores(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "reward" / "manifest.json").read_text())
     assert manifest["stage"] == "train.reward" and manifest["config"]["epochs"] == 4
 
+    # the teacher again with the base encoder's prior: the model is reused, the scores move by the prior
+    result = CliRunner().invoke(app, [*args, "--prior-weight", "0.5"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "reward model ->" not in result.output and "teacher scores for" in result.output
+    with_prior = list(DataDir(tmp_path).candidates("teacher"))
+    assert all(
+        p != t
+        for w, r in zip(with_prior, teacher, strict=True)
+        for p, t in zip(w.doc_scores, r.doc_scores, strict=True)
+    )
+
 
 def test_long_pairs_keep_their_ends(tmp_path: Path) -> None:
     """The answer and the label close both texts of a pair: over max_length the start is cut, not them

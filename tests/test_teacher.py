@@ -10,7 +10,7 @@ import pytest
 from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.scoring.cache import ScoreCache
 from llmr.training.reward import query_text
-from llmr.training.teacher import teacher_scores
+from llmr.training.teacher import add_prior, teacher_scores
 
 POOL = {
     "pos1": Passage(id="pos1", contents="Review: a joy\nPositive", task_name="sst2"),
@@ -65,7 +65,9 @@ def test_the_prior_orders_kept_candidates_as_the_base_encoder_and_leaves_penalti
     from llmr.candidates.dense import Encoder
 
     [plain], _ = teacher_scores([_query()], POOL, "penalties")
-    [prior], _ = teacher_scores([_query()], POOL, "penalties", prior_weight=0.5, temperature=0.05)
+    seen: list[int] = []
+    [prior] = add_prior([plain], POOL, 0.5, temperature=0.05, on_texts=seen.append, chunk=2)
+    assert sum(seen) == 1 + 4  # each text once: the query and the four candidates
     q = Encoder("all-minilm-l6-v2").encode_queries(["Review: lovely"])[0]
     docs = Encoder("all-minilm-l6-v2").encode_documents([POOL[d].contents for d in ("pos1", "pos2")])
     assert prior.doc_scores[1] == prior.doc_scores[2] == PENALTY  # another label, another task: untouched

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmr.base.encoders import DEFAULT_ENCODER
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
 from llmr.base.progress import progress_bar
@@ -25,7 +26,7 @@ from llmr.distributed.ddp import is_main_process
 from llmr.pipeline.config import DistillSection
 from llmr.training.retriever import RetrieverConfig, train_retriever
 from llmr.training.reward import RewardConfig, train_reward_model
-from llmr.training.teacher import TEACHERS, teacher_scores
+from llmr.training.teacher import TEACHERS, add_prior, teacher_scores
 
 app = typer.Typer(help="Train the reward model and the retriever from LLM feedback.", no_args_is_help=True)
 console = Console()
@@ -55,6 +56,12 @@ def reward(
     ),
     teacher: str = typer.Option(DISTILL.teacher, help=f"Teacher scores: {', '.join(TEACHERS)}."),
     top_n: int = typer.Option(DISTILL.top_n, help="Candidates per query the teacher scores (the first N of each)."),
+    prior_weight: float = typer.Option(
+        DISTILL.prior_weight, min=0, help=DistillSection.model_fields["prior_weight"].description
+    ),
+    prior_model: str = typer.Option(
+        DEFAULT_ENCODER, help="With --prior-weight: the base encoder (the retriever's start)."
+    ),
     force: bool = typer.Option(False, help="Redo even when the output matches these settings and inputs."),
 ) -> None:
     """Train a cross-encoder on (query + answer, candidate) with a listwise loss over the LLM's preferences."""
@@ -79,6 +86,8 @@ def reward(
     teacher_inputs = inputs | ({"candidates": file_fingerprint(candidates_file)} if candidates_file else {})
     teacher_inputs["reward_model"] = file_fingerprint(out / "model.safetensors")
     teacher_settings = {"stage": "train.reward.score_all", "teacher": teacher, "top_n": top_n}
+    if prior_weight:
+        teacher_settings |= {"prior_weight": prior_weight, "prior_model": prior_model}
     if not force and is_up_to_date(score_all, teacher_settings, teacher_inputs):
         console.print(f"{score_all} is up to date; --force redoes it")
         return
@@ -88,6 +97,8 @@ def reward(
         scored, _ = teacher_scores(
             lists, passages, teacher, out, top_n=top_n, on_pairs=lambda n: bar.update(task, advance=n)
         )  # type: ignore[arg-type]
+    if prior_weight:
+        scored = add_prior(scored, passages, prior_weight, prior_model)
     write_jsonl(score_all, scored)
     write_manifest(manifest_path(score_all), "train.reward.score_all", teacher_settings, teacher_inputs, [score_all])
     console.print(f"teacher scores for {len(scored):,} queries -> {score_all}")

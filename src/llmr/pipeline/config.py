@@ -58,9 +58,11 @@ class DistillSection(Section):
     # Iteration >= 2: train from the base encoder on every iteration's teacher data so far (the authors'
     # recipe); false: on this iteration's alone.
     union: bool = True
-    # > 0: kept candidates also score prior_weight x cos / tau under the base encoder (retriever.model), so
-    # where the teacher has no signal the retriever keeps the base order (1: the base encoder's own softmax).
-    prior_weight: float = Field(0.0, ge=0)
+    # Where the teacher has no signal (no label to penalize, a reward model near chance) the retriever then
+    # keeps the order it starts from; 1 makes the teacher there the base encoder's own softmax.
+    prior_weight: float = Field(
+        0.0, ge=0, description="Add weight x cos/tau under the base encoder to every kept candidate's teacher score."
+    )
 
 
 class PipelineConfig(Section):

@@ -24,7 +24,7 @@ from llmr.tasks import Task, resolve_tasks
 from llmr.training.agreement import agreement, kept_above_penalized, retriever_similarities
 from llmr.training.retriever import RetrieverConfig, train_retriever
 from llmr.training.reward import train_reward_model
-from llmr.training.teacher import teacher_scores
+from llmr.training.teacher import add_prior, teacher_scores
 
 CANDIDATES_FILE = "candidates.jsonl.gz"
 SCORES_FILE = "scores.jsonl.gz"
@@ -127,12 +127,22 @@ def teacher(
                 cache=store,
                 on_pairs=lambda n: bar.update(task, advance=n),
                 runtime=cfg.encoder_runtime,
-                prior_weight=cfg.distill.prior_weight,
-                prior_model=cfg.retriever.model,
-                temperature=cfg.retriever.temperature,
             )
     finally:
         store.close()
+    if cfg.distill.prior_weight:
+        queries, docs = len({c.query for c in scored}), len({d for c in scored for d in c.doc_ids})
+        with progress_bar("texts") as bar:
+            task = bar.add_task("prior: base-encoder texts", total=queries + docs)
+            scored = add_prior(
+                scored,
+                passages,
+                cfg.distill.prior_weight,
+                cfg.retriever.model,
+                cfg.retriever.temperature,
+                cfg.encoder_runtime,
+                on_texts=lambda n: bar.update(task, advance=n),
+            )
     seconds = time.perf_counter() - started
     write_jsonl(path / TEACHER_FILE, scored)
     rate = stats["scored"] / seconds if stats["scored"] else None

@@ -6,7 +6,7 @@ and candidates (the paper: ~591k queries x up to 100 candidates). Teachers:
 - "reward+penalties": the same, but candidates the scoring heuristics penalize (another task's, or
   for classification another label's) keep -100 without a model call, as in the LLM's own feedback;
 - "penalties": 0 or -100 from the heuristics alone, no model (an ablation: what the labels alone teach).
-`prior_weight` > 0 adds weight x cos(query, candidate) / tau under the base encoder to every kept candidate:
+`add_prior` adds weight x cos(query, candidate) / tau under the base encoder to every kept candidate:
 where the teacher has no signal (multiple choice: no label to penalize, a reward model near chance) its
 order becomes the one the retriever starts from, so distillation keeps what the encoder knew there.
 Model scores go to a SQLite cache keyed by the reward model's weights, its number format and the pair,
@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from llmr.base.encoders import DEFAULT_ENCODER, default_dtype
 from llmr.base.files import file_fingerprint
@@ -48,13 +50,9 @@ def teacher_scores(
     chunk_pairs: int = 2048,
     on_pairs: Callable[[int], None] | None = None,
     runtime: Runtime = "torch",
-    prior_weight: float = 0.0,
-    prior_model: str = DEFAULT_ENCODER,
-    temperature: float = 0.01,
 ) -> tuple[list[CandidateList], dict[str, Any]]:
     """Candidate lists (each cut to its first `top_n` candidates; 0 = all) with the teacher's scores as
-    doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress. With `prior_weight`,
-    kept candidates also get prior_weight x cos / `temperature` under `prior_model` (the base encoder)."""
+    doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, not {teacher!r}")
     lists = [
@@ -78,28 +76,45 @@ def teacher_scores(
         if model_dir is None:
             raise ValueError(f"teacher {teacher!r} needs the reward model's folder")
         found = _model_scores(Path(model_dir), pairs, cache, batch_size, chunk_pairs, stats, on_pairs, runtime)
-    prior = _prior(lists, passages, prior_model, runtime) if prior_weight else None
     out = []
-    for i, (cands, row) in enumerate(zip(lists, slots, strict=True)):
+    for cands, row in zip(lists, slots, strict=True):
         scores = [PENALTY if p is None else (found[pair_key(*p)].logprob if found else 0.0) for p in row]
-        if prior is not None:
-            scores = [
-                s if s <= PENALTY else s + prior_weight * c / temperature for s, c in zip(scores, prior[i], strict=True)
-            ]
         out.append(cands.model_copy(update={"doc_scores": scores}))
     return out, stats
 
 
-def _prior(
-    lists: Sequence[CandidateList], passages: Mapping[str, Passage], model: str, runtime: Runtime
-) -> list[list[float]]:
-    """cos(query, candidate) per list and candidate under `model`, each text encoded once."""
+def add_prior(
+    lists: Sequence[CandidateList],
+    passages: Mapping[str, Passage],
+    weight: float,
+    model: str = DEFAULT_ENCODER,
+    temperature: float = 0.01,
+    runtime: Runtime = "torch",
+    on_texts: Callable[[int], None] | None = None,
+    chunk: int = 1024,
+) -> list[CandidateList]:
+    """The lists with weight x cos(query, candidate) / `temperature` under `model` (the base encoder) added
+    to every kept (not penalized) score; each text is encoded once, `on_texts(n)` reports progress."""
     encoder = Encoder(model, runtime=runtime)
+
+    def encode(texts: list[str], method: Callable[[list[str]], np.ndarray]) -> list[np.ndarray]:
+        vectors: list[np.ndarray] = []
+        for start in range(0, len(texts), chunk):
+            vectors.extend(method(texts[start : start + chunk]))
+            if on_texts:
+                on_texts(min(chunk, len(texts) - start))
+        return vectors
+
     queries = sorted({c.query for c in lists})
     docs = sorted({d for c in lists for d in c.doc_ids})
-    q = dict(zip(queries, encoder.encode_queries(queries), strict=True))
-    d = dict(zip(docs, encoder.encode_documents([passages[i].contents for i in docs]), strict=True))
-    return [[float(q[c.query] @ d[i]) for i in c.doc_ids] for c in lists]
+    q = dict(zip(queries, encode(queries, encoder.encode_queries), strict=True))
+    d = dict(zip(docs, encode([passages[i].contents for i in docs], encoder.encode_documents), strict=True))
+    out = []
+    for c in lists:
+        prior = [weight * float(q[c.query] @ d[i]) / temperature for i in c.doc_ids]
+        scores = [s if s <= PENALTY else s + p for s, p in zip(c.doc_scores, prior, strict=True)]
+        out.append(c.model_copy(update={"doc_scores": scores}))
+    return out
 
 
 def _model_scores(
