@@ -20,6 +20,7 @@ declare -A CHANGE=(
   [query]="$Q"                                                                      # pool embeddings fixed: ~3x faster
   [all8]="$ALL8"                                                                    # query side, every candidate in the KL group
   [pen8]="$ALL8 --set pipeline.distill.teacher=penalties"
+  [prior]="--set pipeline.distill.teacher=penalties --set pipeline.distill.prior_weight=1"   # labels + the base order
 )
 [ $# -gt 0 ] || set -- penalties epochs3 samelabel scale16
 methods="bm25,dense,llmr-1"

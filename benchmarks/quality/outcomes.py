@@ -1,0 +1,61 @@
+"""Keep a study's per-query outcomes in the repository, and compare methods of different runs.
+
+Run folders do not outlive a machine; a paired bootstrap needs each method's outcome on the same
+queries. `export` writes the few fields the metrics need (no prompt or data text) from an evaluation
+folder; `compare` gives the paired-bootstrap CI of A - B over the queries both files hold.
+
+    python benchmarks/quality/outcomes.py export runs/prior/eval benchmarks/quality/outcomes-2026-12-06.json.gz
+    python benchmarks/quality/outcomes.py compare OUT.json.gz:llmr-2 OLD.json.gz:bm25
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from llmr.data.jsonl import read_jsonl
+from llmr.evaluation.metrics import paired_bootstrap
+
+KEEP = ("query_id", "task", "score", "prediction", "gold")  # prediction / gold: multirc's F1 (label words)
+
+
+def export(eval_dir: Path, out: Path) -> None:
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for row in read_jsonl(eval_dir / "explanations.jsonl.gz"):
+        keep = {k: row[k] for k in KEEP if k in row}
+        if row["task"] != "multirc":
+            keep = {k: v for k, v in keep.items() if k not in ("prediction", "gold")}
+        by_method[f"{row['method']}@k{row['k']}s{row['seed']}"].append(keep)
+    with gzip.open(out, "wt") as f:
+        json.dump(by_method, f)
+    print(f"{out}: {', '.join(f'{m} ({len(v)})' for m, v in by_method.items())}")
+
+
+def _load(spec: str) -> dict[str, dict[str, dict]]:
+    path, method = spec.rsplit(":", 1)
+    with gzip.open(path, "rt") as f:
+        runs = json.load(f)
+    name = method if method in runs else f"{method}@k4s0"
+    by_task: dict[str, dict[str, dict]] = defaultdict(dict)
+    for o in runs[name]:
+        by_task[o["task"]][o["query_id"]] = o
+    return by_task
+
+
+def compare(a_spec: str, b_spec: str) -> None:
+    a, b = _load(a_spec), _load(b_spec)
+    paired_a, paired_b = {}, {}
+    for task in sorted(set(a) & set(b)):
+        ids = sorted(set(a[task]) & set(b[task]))
+        paired_a[task], paired_b[task] = [a[task][i] for i in ids], [b[task][i] for i in ids]
+    ci = paired_bootstrap(paired_a, paired_b)
+    n = sum(len(v) for v in paired_a.values())
+    print(f"{a_spec} - {b_spec}: {ci['difference']:+.1f} [{ci['low']:+.1f}, {ci['high']:+.1f}] ({n} paired queries)")
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    {"export": lambda: export(Path(args[0]), Path(args[1])), "compare": lambda: compare(*args)}[command]()
