@@ -17,17 +17,18 @@ from collections import defaultdict
 from pathlib import Path
 
 from llmr.data.jsonl import read_jsonl
-from llmr.evaluation.metrics import paired_bootstrap
+from llmr.evaluation.metrics import metric_for, paired_bootstrap
+from llmr.tasks import TASKS
 
-KEEP = ("query_id", "task", "score", "prediction", "gold")  # prediction / gold: multirc's F1 (label words)
+KEEP = ("query_id", "task", "score")
+CORPUS = ("prediction", "gold")  # what a corpus metric (multirc's F1 over label words) recomputes from
 
 
 def export(eval_dir: Path, out: Path) -> None:
     by_method: dict[str, list[dict]] = defaultdict(list)
     for row in read_jsonl(eval_dir / "explanations.jsonl.gz"):
-        keep = {k: row[k] for k in KEEP if k in row}
-        if row["task"] != "multirc":
-            keep = {k: v for k, v in keep.items() if k not in ("prediction", "gold")}
+        corpus = metric_for(TASKS[row["task"]]).corpus
+        keep = {k: row[k] for k in KEEP + (CORPUS if corpus else ())}
         by_method[f"{row['method']}@k{row['k']}s{row['seed']}"].append(keep)
     with gzip.open(out, "wt") as f:
         json.dump(by_method, f)

@@ -90,6 +90,11 @@ class PipelineConfig(Section):
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def scores_with_llm(self, iteration: int) -> bool:
+        """Whether an iteration has the LLM score and reward stages: the penalties teacher needs neither,
+        except for EPR, which trains on iteration 1's LLM scores."""
+        return self.distill.teacher != "penalties" or (iteration == 1 and self.epr)
+
 
 C = TypeVar("C", bound=BaseModel)
 SHIPPED = Path(__file__).parent / "configs"  # configs installed with llmr, run by name: `llmr pipeline cpu-6tasks`

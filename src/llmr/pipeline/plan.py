@@ -69,7 +69,7 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
         lists = lists + mined if cfg.distill.union else mined
         mining = mined / RATES["candidates"] if it == 1 else (mined + sum(rows.values())) / RATES["dense"]
         out.append(PlannedStage(f"iteration-{it}/candidates", f"{mined:,} queries", mining))
-        if cfg.distill.teacher != "penalties" or (it == 1 and cfg.epr):  # as the runner: penalties need no LLM
+        if cfg.scores_with_llm(it):
             out += [
                 PlannedStage(f"iteration-{it}/score", f"≤{pairs:,} LLM pairs", slow * pairs / RATES["score"]),
                 PlannedStage(f"iteration-{it}/reward", f"{reward:,.0f} pairs trained", slow * reward / RATES["reward"]),

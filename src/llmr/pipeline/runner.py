@@ -152,9 +152,8 @@ class Pipeline:
                     data.path, "bm25" if r is None else str(r.path), cfg, path, self.index_dir
                 ),
             )
-            # The penalties teacher needs no LLM and no reward model (unless EPR trains on iteration 1's scores).
             scored = reward = None
-            if cfg.distill.teacher != "penalties" or (it == 1 and cfg.epr):
+            if cfg.scores_with_llm(it):
                 scored = self.stage(
                     prefix + "score",
                     {"llm": cfg.llm.model_dump(), "scoring": asdict(cfg.scoring)},

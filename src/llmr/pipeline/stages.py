@@ -131,9 +131,8 @@ def teacher(
     finally:
         store.close()
     if cfg.distill.prior_weight:
-        queries, docs = len({c.query for c in scored}), len({d for c in scored for d in c.doc_ids})
         with progress_bar("texts") as bar:
-            task = bar.add_task("prior: base-encoder texts", total=queries + docs)
+            task = bar.add_task("prior: base-encoder texts", total=None)
             scored = add_prior(
                 scored,
                 passages,

@@ -94,7 +94,8 @@ def add_prior(
     chunk: int = 1024,
 ) -> list[CandidateList]:
     """The lists with weight x cos(query, candidate) / `temperature` under `model` (the base encoder) added
-    to every kept (not penalized) score; each text is encoded once, `on_texts(n)` reports progress."""
+    to every kept (not penalized) score; each query and kept candidate is encoded once, `on_texts(n)` reports
+    progress."""
     encoder = Encoder(model, runtime=runtime)
 
     def encode(texts: list[str], method: Callable[[list[str]], np.ndarray]) -> list[np.ndarray]:
@@ -106,13 +107,15 @@ def add_prior(
         return vectors
 
     queries = sorted({c.query for c in lists})
-    docs = sorted({d for c in lists for d in c.doc_ids})
+    docs = sorted({d for c in lists for d, s in zip(c.doc_ids, c.doc_scores, strict=True) if s > PENALTY})
     q = dict(zip(queries, encode(queries, encoder.encode_queries), strict=True))
     d = dict(zip(docs, encode([passages[i].contents for i in docs], encoder.encode_documents), strict=True))
     out = []
     for c in lists:
-        prior = [weight * float(q[c.query] @ d[i]) / temperature for i in c.doc_ids]
-        scores = [s if s <= PENALTY else s + p for s, p in zip(c.doc_scores, prior, strict=True)]
+        scores = [
+            s if s <= PENALTY else s + weight * float(q[c.query] @ d[i]) / temperature
+            for i, s in zip(c.doc_ids, c.doc_scores, strict=True)
+        ]
         out.append(c.model_copy(update={"doc_scores": scores}))
     return out
 
