@@ -324,6 +324,21 @@ def test_plan_counts_the_work_each_stage_does() -> None:
     assert plan(cfg, rows={"sst2": 1000, "copa": 30})[2].seconds == stages["iteration-1/score"].seconds  # capped
 
 
+def test_plan_times_the_penalties_teacher_by_what_it_runs() -> None:
+    from llmr.pipeline.plan import plan
+
+    def teacher(*sets: str):
+        return {s.name: s for s in plan(tiny(*sets, "distill.top_n=8"), rows={"sst2": 1000})}["iteration-1/teacher"]
+
+    reward, labels, prior = (
+        teacher(),
+        teacher("distill.teacher=penalties"),
+        teacher("distill.teacher=penalties", "distill.prior_weight=1"),
+    )
+    assert labels.seconds < 2 < prior.seconds < reward.seconds  # no model / encoder only / cross-encoder
+    assert prior.work.endswith("texts encoded") and "labels only" in labels.work
+
+
 def test_a_plan_runs_nothing_and_a_long_run_needs_yes(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -74,8 +74,15 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
                 PlannedStage(f"iteration-{it}/score", f"≤{pairs:,} LLM pairs", slow * pairs / RATES["score"]),
                 PlannedStage(f"iteration-{it}/reward", f"{reward:,.0f} pairs trained", slow * reward / RATES["reward"]),
             ]
+        if cfg.distill.teacher != "penalties":
+            out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs", slow * teacher / RATES["teacher"]))
+        elif cfg.distill.prior_weight:  # the prior encodes each query and its kept candidates
+            texts = mined * (1 + cfg.distill.top_n)
+            seconds = slow * texts / RATES["dense"]
+            out.append(PlannedStage(f"iteration-{it}/teacher", f"{texts:,} texts encoded", seconds))
+        else:  # labels only: no model runs
+            out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs, labels only", 1.0))
         out += [
-            PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs", slow * teacher / RATES["teacher"]),
             PlannedStage(
                 f"iteration-{it}/retriever",
                 f"{lists:,} lists x {cfg.retriever.epochs} epochs",
