@@ -5,6 +5,11 @@
 # (their outcomes come from the main study's cache), into <study>/ablations/study.md.
 #   llmr study benchmarks/quality/study.yaml -o runs/quality      # first, the main study
 #   bash benchmarks/quality/ablations.sh runs/quality [variant ...]
+# BASE holds settings for the main study and every variant, e.g. the ninth look's (RESULTS.md), which
+# needs no LLM stage:
+#   BASE="--set pipeline.distill.teacher=penalties --set pipeline.iterations=1 --set eval.methods=[llmr-1]"
+#   llmr study benchmarks/quality/study.yaml -o runs/pen --until pipeline $BASE
+#   BASE="..." bash benchmarks/quality/ablations.sh runs/pen scale1000 scale16 samelabel
 set -euo pipefail
 STUDY=${1:-runs/quality}
 shift || true
@@ -17,6 +22,7 @@ declare -A CHANGE=(
   [samelabel]="--set pipeline.retriever.groups.drop_same_label_negatives=false"     # keep same-label negatives
   [epochs3]="--set pipeline.retriever.epochs=3 --set pipeline.retriever.learning_rate=1e-4"
   [scale16]="--set pipeline.candidates.max_per_task=16"                            # distil on the LLM-scored queries only
+  [scale1000]="--set pipeline.candidates.max_per_task=1000"                        # every training query (data.max_train)
   [query]="$Q"                                                                      # pool embeddings fixed: ~3x faster
   [all8]="$ALL8"                                                                    # query side, every candidate in the KL group
   [pen8]="$ALL8 --set pipeline.distill.teacher=penalties"
@@ -32,7 +38,8 @@ for name in "$@"; do
     cp "$STUDY/scores.sqlite" "$out/scores.sqlite"  # SQLite writes in place: a copy, not a link
   fi
   # shellcheck disable=SC2086
-  llmr study $CONFIG -o "$out" --until pipeline ${CHANGE[$name]}
+  llmr study $CONFIG -o "$out" --until pipeline ${BASE:-} ${CHANGE[$name]}
   methods+=",$name:$out/pipeline/retriever"
 done
-llmr study $CONFIG -o "$STUDY" --set eval.name=ablations --set "eval.methods=[$methods]"
+# shellcheck disable=SC2086
+llmr study $CONFIG -o "$STUDY" ${BASE:-} --set eval.name=ablations --set "eval.methods=[$methods]"
