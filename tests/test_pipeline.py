@@ -362,6 +362,23 @@ def test_a_plan_runs_nothing_and_a_long_run_needs_yes(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "add --yes to start it" in refused.stderr and not out.exists()
 
 
+def test_a_plan_counts_finished_stages_as_done(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llmr.cli import app
+
+    out = tmp_path / "run"
+    assert Pipeline(tiny(), out).finished() == set() and not out.exists()  # nothing written
+    Pipeline(tiny(), out).run(until="data")
+    before = sorted(p.name for p in out.iterdir())
+    assert Pipeline(tiny(), out).finished() == {"data"}
+    assert Pipeline(tiny("data.max_train=3"), out).finished() == set()  # another key
+    assert sorted(p.name for p in out.iterdir()) == before  # no folder made, no link moved
+    shown = CliRunner().invoke(app, ["pipeline", "-o", str(out), "--plan", *[a for s in TINY for a in ("--set", s)]])
+    rows = {line.split("│")[1].strip(): line for line in shown.output.splitlines() if line.count("│") > 3}
+    assert "done" in rows["data"] and "done" not in rows["iteration-1/score"]
+
+
 def test_a_shipped_config_runs_by_name() -> None:
     from llmr.pipeline.config import SHIPPED
 

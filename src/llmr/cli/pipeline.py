@@ -23,19 +23,19 @@ PLAN = typer.Option(False, "--plan", help="Print each stage's work and estimated
 YES = typer.Option(False, "--yes", "-y", help="Start a run estimated over an hour without asking.")
 
 
-def confirm_plan(cfg: PipelineConfig, only_show: bool, yes: bool) -> bool:
-    """Show the plan when asked or when the run is long; a long run starts only when confirmed (or --yes).
-    Returns whether to run."""
-    stages = plan(cfg)
-    total = sum(s.seconds for s in stages)
+def confirm_plan(pipeline: Pipeline, only_show: bool, yes: bool) -> bool:
+    """Show the plan when asked or when what is left to run is long; a long run starts only when confirmed
+    (or --yes). Stages finished in the run folder count as done. Returns whether to run."""
+    stages, done = plan(pipeline.config), pipeline.finished()
+    total = sum(s.seconds for s in stages if s.name not in done)
     if not only_show and (total <= CONFIRM_ABOVE_S or yes):
         return True
-    table = Table(title="plan (estimated on 2 CPU cores; finished stages are skipped when a run resumes)")
+    table = Table(title=f"plan for {pipeline.out} (estimated on 2 CPU cores)")
     for column in ("stage", "work", "estimate"):
         table.add_column(column, justify="right" if column == "estimate" else "left")
     for s in stages:
-        table.add_row(s.name, s.work, _duration(s.seconds))
-    table.add_row("total", "", _duration(total), style="bold")
+        table.add_row(s.name, s.work, "done" if s.name in done else _duration(s.seconds))
+    table.add_row("total left", "", _duration(total), style="bold")
     console.print(table)
     if only_show:
         return False
@@ -82,7 +82,7 @@ def pipeline(
     if show_config:
         console.print(yaml.safe_dump(cfg.dump(), sort_keys=False), end="")
         return
-    if confirm_plan(cfg, only_plan, yes):
+    if confirm_plan(Pipeline(cfg, out), only_plan, yes):
         llm = llm_engine(cfg.llm, placement)
         try:
             Pipeline(cfg, out, llm=llm, cache=cache).run()
@@ -116,7 +116,7 @@ def study(
     if show_config:
         console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
         return
-    if not confirm_plan(cfg.pipeline, only_plan, yes):  # the pipeline's part; the evaluation comes on top
+    if not confirm_plan(Study(cfg, out).pipeline, only_plan, yes):  # the pipeline's part; evaluation on top
         return
     llm = llm_engine(cfg.pipeline.llm, placement)
     separate = cfg.eval.llm not in (None, cfg.pipeline.llm.model)

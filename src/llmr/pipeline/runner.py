@@ -70,6 +70,7 @@ class Pipeline:
         self.cache = cache
         self.console = console or Console(stderr=True)
         self.results: list[StageResult] = []
+        self._dry = False
 
     # -- stage bookkeeping -------------------------------------------------------------------------
 
@@ -90,6 +91,10 @@ class Pipeline:
                 self.console.print(f"[dim]✓ {name}: done before ({path})[/]")
                 self.results.append(result)
                 return result
+        if self._dry:  # `finished()`: the key and that it would run, nothing more
+            result = StageResult(name, key, path, True, 0.0)
+            self.results.append(result)
+            return result
         self.console.print(f"[bold]▶ {name}[/] -> {path}")
         path.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
@@ -119,6 +124,14 @@ class Pipeline:
         if self._llm is None:
             self._llm = load_llm(self.config.llm.model, self.config.llm.backend, **self.config.llm.options())
         return self._llm
+
+    def finished(self) -> set[str]:
+        """The stages a run would skip, found by their keys; nothing runs and nothing is written."""
+        console, self.console, self._dry = self.console, Console(quiet=True), True
+        try:
+            return {r.name for r in self.run() if not r.ran}
+        finally:
+            self.console, self._dry = console, False
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -203,7 +216,8 @@ class Pipeline:
                         data.path, [s.path / stages.SCORES_FILE], t.path / stages.TEACHER_FILE, c, self._is_train, path
                     ),
                 )
-        self._finish(time.perf_counter() - started)
+        if not self._dry:
+            self._finish(time.perf_counter() - started)
         return self.results
 
     def _is_train(self, cands: CandidateList) -> bool:
