@@ -18,6 +18,7 @@ from pathlib import Path
 
 from llmr.data.jsonl import read_jsonl
 from llmr.evaluation.metrics import metric_for, paired_bootstrap
+from llmr.evaluation.report import MODES
 from llmr.tasks import TASKS
 
 KEEP = ("query_id", "task", "score")
@@ -52,9 +53,14 @@ def compare(a_spec: str, b_spec: str) -> None:
     for task in sorted(set(a) & set(b)):
         ids = sorted(set(a[task]) & set(b[task]))
         paired_a[task], paired_b[task] = [a[task][i] for i in ids], [b[task][i] for i in ids]
-    ci = paired_bootstrap(paired_a, paired_b)
-    n = sum(len(v) for v in paired_a.values())
-    print(f"{a_spec} - {b_spec}: {ci['difference']:+.1f} [{ci['low']:+.1f}, {ci['high']:+.1f}] ({n} paired queries)")
+    print(f"{a_spec} - {b_spec}:")
+    for mode, label in [("all", "all tasks"), *MODES.items()]:  # as study.md: the average, then each mode's
+        tasks = [t for t in paired_a if mode == "all" or TASKS[t].mode == mode]
+        if not tasks:
+            continue
+        ci = paired_bootstrap({t: paired_a[t] for t in tasks}, {t: paired_b[t] for t in tasks})
+        n = sum(len(paired_a[t]) for t in tasks)
+        print(f"  {label}: {ci['difference']:+.1f} [{ci['low']:+.1f}, {ci['high']:+.1f}] ({n} paired queries)")
 
 
 if __name__ == "__main__":
