@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeLLM
-from llmr.pipeline import Pipeline, PipelineConfig
+from llmr.data.jsonl import read_jsonl
+from llmr.data.schema import CandidateList
+from llmr.pipeline import Pipeline, PipelineConfig, stages
 from llmr.pipeline.runner import held_back
 
 TINY = [
@@ -165,7 +167,6 @@ def test_changed_data_setting_redoes_everything(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_a_killed_stage_reruns_in_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmr.pipeline import stages
 
     out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
 
@@ -250,9 +251,6 @@ def test_epr_baseline_trains_from_llm_scores_and_reports_agreement(tmp_path: Pat
 
 @pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_llm_scores_a_few_queries_and_the_teacher_every_mined_one(tmp_path: Path) -> None:
-    from llmr.data.jsonl import read_jsonl
-    from llmr.data.schema import CandidateList
-    from llmr.pipeline import stages
 
     cfg = tiny(
         "candidates.max_per_task=6", "scoring.max_per_task=2", "distill.teacher=reward+penalties", "distill.top_n=4"
@@ -304,6 +302,18 @@ def test_the_penalties_teacher_asks_no_llm_and_a_prior_changes_only_the_teacher_
     from llmr.pipeline.plan import plan
 
     assert [s.name for s in plan(tiny("distill.teacher=penalties"), rows={"sst2": 10})] == list(ran(first))
+
+    cls = {r.name: r for r in Pipeline(tiny("distill.teacher=penalties", "distill.modes=[cls]"), out, llm=llm).run()}
+    assert [name for name, r in cls.items() if r.ran] == ["iteration-1/teacher", "iteration-1/retriever"]
+    taught = list(read_jsonl(cls["iteration-1/teacher"].path / stages.TEACHER_FILE, CandidateList))
+    assert {c.task_name for c in taught} == {"sst2", "ag_news"}  # copa (mc) and natural_questions (gen) left out
+    assert cls["iteration-1/teacher"].report["queries"] < first[2].report["queries"]
+
+    epr = Pipeline(tiny("distill.teacher=penalties", "epr=true"), out, llm=llm).run()
+    assert [r.name for r in epr if r.ran] == ["iteration-1/score", "iteration-1/epr"]  # EPR needs no reward model
+    assert [s.name for s in plan(tiny("distill.teacher=penalties", "epr=true"), rows={"sst2": 10})] == [
+        r.name for r in epr if r.name != "iteration-1/epr"
+    ]
 
 
 # -- the plan -----------------------------------------------------------------------------------

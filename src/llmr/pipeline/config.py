@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmr.base.runtime import RUNTIME_HELP, Runtime
 from llmr.llm import BACKENDS, DEFAULT_LLM, DTYPE_HELP, MODEL_HELP
 from llmr.scoring.feedback import ScoringConfig
+from llmr.tasks.base import Mode
 from llmr.training.retriever import RetrieverConfig
 from llmr.training.reward import RewardConfig
 from llmr.training.teacher import Teacher
@@ -63,6 +64,13 @@ class DistillSection(Section):
     prior_weight: float = Field(
         0.0, ge=0, description="Add weight x cos/tau under the base encoder to every kept candidate's teacher score."
     )
+    # The ninth look (benchmarks/RESULTS.md): multiple choice falls as more of its queries are distilled.
+    modes: list[Mode] = Field(
+        ["cls", "mc", "gen"],
+        min_length=1,
+        description="Task modes whose mined queries the teacher scores and the retriever distils on; the other "
+        "tasks' passages stay in the pool.",
+    )
 
 
 class PipelineConfig(Section):
@@ -91,9 +99,13 @@ class PipelineConfig(Section):
         return self.model_dump(mode="json")
 
     def scores_with_llm(self, iteration: int) -> bool:
-        """Whether an iteration has the LLM score and reward stages: the penalties teacher needs neither,
-        except for EPR, which trains on iteration 1's LLM scores."""
-        return self.distill.teacher != "penalties" or (iteration == 1 and self.epr)
+        """Whether an iteration has the LLM score stage: the penalties teacher needs no LLM, but EPR trains on
+        iteration 1's LLM scores. The reward stage runs only for a teacher that uses it (`uses_reward`)."""
+        return self.uses_reward or (iteration == 1 and self.epr)
+
+    @property
+    def uses_reward(self) -> bool:
+        return self.distill.teacher != "penalties"
 
 
 C = TypeVar("C", bound=BaseModel)

@@ -70,10 +70,10 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
         mining = mined / RATES["candidates"] if it == 1 else (mined + sum(rows.values())) / RATES["dense"]
         out.append(PlannedStage(f"iteration-{it}/candidates", f"{mined:,} queries", mining))
         if cfg.scores_with_llm(it):
-            out += [
-                PlannedStage(f"iteration-{it}/score", f"≤{pairs:,} LLM pairs", slow * pairs / RATES["score"]),
-                PlannedStage(f"iteration-{it}/reward", f"{reward:,.0f} pairs trained", slow * reward / RATES["reward"]),
-            ]
+            out.append(PlannedStage(f"iteration-{it}/score", f"≤{pairs:,} LLM pairs", slow * pairs / RATES["score"]))
+        if cfg.scores_with_llm(it) and cfg.uses_reward:
+            seconds = slow * reward / RATES["reward"]
+            out.append(PlannedStage(f"iteration-{it}/reward", f"{reward:,.0f} pairs trained", seconds))
         if cfg.distill.teacher != "penalties":
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs", slow * teacher / RATES["teacher"]))
         elif cfg.distill.prior_weight:  # the prior encodes each query and its kept candidates

@@ -34,7 +34,7 @@ from llmr.distributed.engine import Engine
 from llmr.llm import load_llm
 from llmr.llm.base import LLM
 from llmr.pipeline import stages
-from llmr.pipeline.config import PipelineConfig
+from llmr.pipeline.config import DistillSection, PipelineConfig
 
 STAGE_VERSION = 2  # bump when a stage's code changes what it writes
 
@@ -173,6 +173,7 @@ class Pipeline:
                     [data, cands],
                     lambda path, c=cands: stages.score(data.path, c.path, self.llm, self.cache, cfg, path),
                 )
+            if scored and cfg.uses_reward:
                 reward = self.stage(
                     prefix + "reward",
                     {"reward": asdict(cfg.reward), **split},
@@ -180,10 +181,13 @@ class Pipeline:
                     lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
                 )
             penalties = {k: v for k, v in asdict(cfg.scoring).items() if k.startswith("penalize")}
-            # a prior_weight of 0 adds nothing to the key, so stages made before it existed still count as done
-            distill = cfg.distill.model_dump(
-                exclude={"union"} | (set() if cfg.distill.prior_weight else {"prior_weight"})
-            )
+            # settings added later add nothing to the key at their defaults: older stages still count as done
+            default = DistillSection().model_dump()
+            distill = {
+                k: v
+                for k, v in cfg.distill.model_dump(exclude={"union"}).items()
+                if k not in ("prior_weight", "modes") or v != default[k]
+            }
             teacher = self.stage(
                 prefix + "teacher",
                 {"distill": distill, "penalties": penalties, **runtime},

@@ -20,7 +20,7 @@ from llmr.llm.base import LLM
 from llmr.pipeline.config import DataSection, PipelineConfig
 from llmr.scoring.cache import ScoreCache
 from llmr.scoring.feedback import make_jobs, score_to_file
-from llmr.tasks import Task, resolve_tasks
+from llmr.tasks import TASKS, Task, resolve_tasks
 from llmr.training.agreement import agreement, kept_above_penalized, retriever_similarities
 from llmr.training.retriever import RetrieverConfig, train_retriever
 from llmr.training.reward import train_reward_model
@@ -107,11 +107,13 @@ def teacher(
     cache: Path | str | None,
     path: Path,
 ) -> dict[str, Any]:
-    """The teacher scores the first `distill.top_n` candidates of every mined query (train and held back)."""
+    """The teacher scores the first `distill.top_n` candidates of every mined query (train and held back)
+    of the tasks in `distill.modes`."""
     import time
 
     passages = {p.id: p for p in DataDir(data_dir).passages()}
-    mined = list(read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList))
+    mined = read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList)
+    mined = [c for c in mined if TASKS[c.task_name].mode in cfg.distill.modes]
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
     started = time.perf_counter()
     try:
