@@ -322,9 +322,8 @@ def test_the_penalties_teacher_asks_no_llm_and_a_prior_changes_only_the_teacher_
 def test_plan_counts_the_work_each_stage_does() -> None:
     from llmr.pipeline.plan import plan
 
-    cfg = tiny(
-        "candidates.max_per_task=50", "scoring.max_per_task=10", "distill.top_n=8", "retriever.epochs=2", iterations=2
-    )
+    settings = ("candidates.max_per_task=50", "scoring.max_per_task=10", "distill.top_n=8", "retriever.epochs=2")
+    cfg = tiny(*settings, iterations=2)
     stages = {s.name: s for s in plan(cfg, rows={"sst2": 100, "copa": 30})}
     assert stages["iteration-1/candidates"].work == "80 queries"  # 50 + 30
     assert stages["iteration-1/score"].work == "≤100 LLM pairs"  # (10 + 10) x 5 candidates
@@ -332,6 +331,8 @@ def test_plan_counts_the_work_each_stage_does() -> None:
     assert stages["iteration-2/retriever"].work == "160 lists x 2 epochs"  # the union of both iterations
     assert stages["iteration-2/score"].seconds == stages["iteration-1/score"].seconds > 0
     assert plan(cfg, rows={"sst2": 1000, "copa": 30})[2].seconds == stages["iteration-1/score"].seconds  # capped
+    cls = {s.name: s for s in plan(tiny(*settings, "distill.modes=[cls]"), rows={"sst2": 100, "copa": 30})}
+    assert cls["iteration-1/candidates"].work == "80 queries" and cls["iteration-1/teacher"].work == "400 pairs"  # sst2
 
 
 def test_plan_times_the_penalties_teacher_by_what_it_runs() -> None:

@@ -15,7 +15,7 @@ from llmr.base.encoders import cpu_has_bf16
 from llmr.data.sources import DirectorySource, RowSource
 from llmr.pipeline.config import PipelineConfig
 from llmr.pipeline.stages import resolve_data
-from llmr.tasks import Task
+from llmr.tasks import TASKS, Task
 
 RATES = {  # units per second (2 cores with AVX-512 BF16; the study's stage timings)
     "candidates": 1200.0,  # BM25 queries
@@ -56,6 +56,7 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
         rows = train_rows(source, [t for t in tasks if not t.held_out], cfg.data.max_train)
     cap = cfg.candidates.max_per_task
     mined = sum(min(n, cap) if cap else n for n in rows.values())
+    distilled = sum(min(n, cap) if cap else n for t, n in rows.items() if TASKS[t].mode in cfg.distill.modes)
     scored_cap = cfg.scoring.max_per_task
     scored = sum(min(n, cap or n, scored_cap or n) for n in rows.values())
     slow = 1.0 if cpu_has_bf16() else 2.0
@@ -65,8 +66,8 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
     for it in range(1, cfg.iterations + 1):
         pairs = scored * cfg.scoring.n_candidates
         reward = scored * kept * cfg.reward.epochs * (cfg.reward.groups.n_negatives + 1)
-        teacher = mined * cfg.distill.top_n
-        lists = lists + mined if cfg.distill.union else mined
+        teacher = distilled * cfg.distill.top_n
+        lists = lists + distilled if cfg.distill.union else distilled
         mining = mined / RATES["candidates"] if it == 1 else (mined + sum(rows.values())) / RATES["dense"]
         out.append(PlannedStage(f"iteration-{it}/candidates", f"{mined:,} queries", mining))
         if cfg.scores_with_llm(it):
@@ -77,7 +78,7 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
         if cfg.distill.teacher != "penalties":
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs", slow * teacher / RATES["teacher"]))
         elif cfg.distill.prior_weight:  # the prior encodes each query and its kept candidates
-            texts = mined * (1 + cfg.distill.top_n)
+            texts = distilled * (1 + cfg.distill.top_n)
             seconds = slow * texts / RATES["dense"]
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{texts:,} texts encoded", seconds))
         else:  # labels only: no model runs
