@@ -72,10 +72,10 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
         out.append(PlannedStage(f"iteration-{it}/candidates", f"{mined:,} queries", mining))
         if cfg.scores_with_llm(it):
             out.append(PlannedStage(f"iteration-{it}/score", f"≤{pairs:,} LLM pairs", slow * pairs / RATES["score"]))
-        if cfg.scores_with_llm(it) and cfg.uses_reward:
-            seconds = slow * reward / RATES["reward"]
-            out.append(PlannedStage(f"iteration-{it}/reward", f"{reward:,.0f} pairs trained", seconds))
-        if cfg.distill.teacher != "penalties":
+            if cfg.uses_reward:
+                seconds = slow * reward / RATES["reward"]
+                out.append(PlannedStage(f"iteration-{it}/reward", f"{reward:,.0f} pairs trained", seconds))
+        if cfg.uses_reward:
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs", slow * teacher / RATES["teacher"]))
         elif cfg.distill.prior_weight:  # the prior encodes each query and its kept candidates
             texts = distilled * (1 + cfg.distill.top_n)
