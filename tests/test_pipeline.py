@@ -417,11 +417,26 @@ def test_pipeline_and_study_take_the_engine_option(monkeypatch: pytest.MonkeyPat
         made.append((placement.engine, model, placement.address, placement.workers))
         return Engine()
 
+    class FakePipeline:  # the CLI asks it which stages are finished (the plan), then runs it
+        def __init__(self, cfg, out, llm=None, cache=None) -> None:
+            self.config, self.out, self.llm = cfg, out, llm
+
+        def finished(self) -> set[str]:
+            return set()
+
+        def run(self) -> None:
+            ran.append(self.llm)
+
+    class FakeStudy:
+        def __init__(self, cfg, out, llm=None, eval_llm=None) -> None:
+            self.pipeline, self.llms = FakePipeline(cfg.pipeline, out), (llm, eval_llm)
+
+        def run(self, until: str) -> None:
+            ran.append(self.llms)
+
     monkeypatch.setattr(cli, "make_engine", fake_make_engine)
     monkeypatch.setattr(cli, "write_html_report", lambda out: out / "report.html")  # the fakes write no run
-    monkeypatch.setattr(
-        cli, "Pipeline", lambda cfg, out, llm, cache: ran.append(llm) or type("P", (), {"run": lambda self: None})()
-    )
+    monkeypatch.setattr(cli, "Pipeline", FakePipeline)
     settings = [a for s in TINY for a in ("--set", s)]
     args = ["pipeline", "-o", str(tmp_path), "--engine", "ray", "--address", "auto", "--workers", "3", *settings]
     result = CliRunner().invoke(app, args)
@@ -433,13 +448,7 @@ def test_pipeline_and_study_take_the_engine_option(monkeypatch: pytest.MonkeyPat
     bad = CliRunner().invoke(app, ["pipeline", "-o", str(tmp_path), "--engine", "dask", *settings])
     assert bad.exit_code == 2 and "expected 'local' or 'ray'" in bad.output
     made.clear()
-    monkeypatch.setattr(
-        cli,
-        "Study",
-        lambda cfg, out, llm, eval_llm: (
-            ran.append((llm, eval_llm)) or type("S", (), {"run": lambda self, until: None})()
-        ),
-    )
+    monkeypatch.setattr(cli, "Study", FakeStudy)
     study = ["study", "-o", str(tmp_path), "--until", "pipeline", "--engine", "ray", "--set", "eval.llm=smollm2-135m"]
     result = CliRunner().invoke(app, [*study, *[a for s in TINY for a in ("--set", f"pipeline.{s}")]])
     assert result.exit_code == 0, result.output
