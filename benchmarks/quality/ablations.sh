@@ -23,6 +23,7 @@ declare -A CHANGE=(
   [epochs3]="--set pipeline.retriever.epochs=3 --set pipeline.retriever.learning_rate=1e-4"
   [scale16]="--set pipeline.candidates.max_per_task=16"                            # distil on the LLM-scored queries only
   [scale1000]="--set pipeline.candidates.max_per_task=1000"                        # every training query (data.max_train)
+  [clsgen]="--set pipeline.candidates.max_per_task=1000 --set pipeline.distill.modes=[cls,gen]"  # no mc queries distilled
   [query]="$Q"                                                                      # pool embeddings fixed: ~3x faster
   [all8]="$ALL8"                                                                    # query side, every candidate in the KL group
   [pen8]="$ALL8 --set pipeline.distill.teacher=penalties"
