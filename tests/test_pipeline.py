@@ -167,7 +167,6 @@ def test_changed_data_setting_redoes_everything(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_a_killed_stage_reruns_in_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-
     out, cache = tmp_path / "run", tmp_path / "scores.sqlite"
 
     def killed(*args, **kwargs):
@@ -251,7 +250,6 @@ def test_epr_baseline_trains_from_llm_scores_and_reports_agreement(tmp_path: Pat
 
 @pytest.mark.slow  # real-model training or many LLM calls: CI's full run
 def test_llm_scores_a_few_queries_and_the_teacher_every_mined_one(tmp_path: Path) -> None:
-
     cfg = tiny(
         "candidates.max_per_task=6", "scoring.max_per_task=2", "distill.teacher=reward+penalties", "distill.top_n=4"
     )
