@@ -5,11 +5,11 @@
 # (their outcomes come from the main study's cache), into <study>/ablations/study.md.
 #   llmr study benchmarks/quality/study.yaml -o runs/quality      # first, the main study
 #   bash benchmarks/quality/ablations.sh runs/quality [variant ...]
-# BASE holds settings for the main study and every variant, e.g. the ninth look's (RESULTS.md), which
-# needs no LLM stage:
-#   BASE="--set pipeline.distill.teacher=penalties --set pipeline.iterations=1 --set eval.methods=[llmr-1]"
-#   llmr study benchmarks/quality/study.yaml -o runs/pen --until pipeline $BASE
-#   BASE="..." bash benchmarks/quality/ablations.sh runs/pen scale1000 scale16 samelabel
+# BASE holds settings for the main study and every variant, e.g. a study that stops after the pipeline:
+#   BASE="--set eval.methods=[llmr-1]"
+#   llmr study benchmarks/quality/study.yaml -o runs/quality --until pipeline $BASE
+#   BASE="$BASE" bash benchmarks/quality/ablations.sh runs/quality reward allmodes samelabel scale400 iter2
+# (The ninth look's rows were made with this script as of commit a412330, from the study as it was then.)
 set -euo pipefail
 STUDY=${1:-runs/quality}
 shift || true
@@ -18,18 +18,18 @@ G=pipeline.retriever.groups
 Q="--set pipeline.retriever.train_side=query"
 ALL8="$Q --set $G.top_k_positive=1 --set $G.bottom_k_negative=7 --set $G.n_negatives=7 --set $G.drop_same_label_negatives=false"
 declare -A CHANGE=(
-  [penalties]="--set pipeline.distill.teacher=penalties"                           # no reward model: the -100 heuristics alone
-  [samelabel]="--set pipeline.retriever.groups.drop_same_label_negatives=false"     # keep same-label negatives
-  [epochs3]="--set pipeline.retriever.epochs=3 --set pipeline.retriever.learning_rate=1e-4"
+  [reward]="--set pipeline.distill.teacher=reward+penalties"                        # LLM-R's teacher: the reward model's order too
+  [allmodes]="--set pipeline.distill.modes=[cls,mc,gen]"                            # multiple-choice queries distilled too
+  [samelabel]="--set $G.drop_same_label_negatives=false"                            # keep same-label negatives
   [scale16]="--set pipeline.candidates.max_per_task=16"                            # distil on the LLM-scored queries only
-  [scale1000]="--set pipeline.candidates.max_per_task=1000"                        # every training query (data.max_train)
-  [clsgen]="--set pipeline.candidates.max_per_task=1000 --set pipeline.distill.modes=[cls,gen]"  # no mc queries distilled
+  [scale400]="--set pipeline.candidates.max_per_task=400"
+  [iter2]="--set pipeline.iterations=2"                                             # the paper's second iteration (union, from base)
+  [epochs3]="--set pipeline.retriever.epochs=3 --set pipeline.retriever.learning_rate=1e-4"
   [query]="$Q"                                                                      # pool embeddings fixed: ~3x faster
   [all8]="$ALL8"                                                                    # query side, every candidate in the KL group
-  [pen8]="$ALL8 --set pipeline.distill.teacher=penalties"
-  [prior]="--set pipeline.distill.teacher=penalties --set pipeline.distill.prior_weight=1"   # labels + the base order
+  [prior]="--set pipeline.distill.prior_weight=1"                                   # labels + the base encoder's order
 )
-[ $# -gt 0 ] || set -- penalties epochs3 samelabel scale16
+[ $# -gt 0 ] || set -- reward allmodes samelabel scale400
 methods="bm25,dense,llmr-1"
 for name in "$@"; do
   out=$STUDY-$name

@@ -6,6 +6,10 @@ folder; `compare` gives the paired-bootstrap CI of A - B over the queries both f
 
     python benchmarks/quality/outcomes.py export runs/prior/eval benchmarks/quality/outcomes-2026-12-06.json.gz
     python benchmarks/quality/outcomes.py compare OUT.json.gz:llmr-2 OLD.json.gz:bm25
+    python benchmarks/quality/outcomes.py compare BIG.json.gz:pen1000 BIG.json.gz:bm25 SMALL.json.gz:bm25
+
+A third file leaves out the queries it holds: a variant chosen on SMALL's queries is then compared on
+queries that played no part in choosing it.
 """
 
 from __future__ import annotations
@@ -47,13 +51,15 @@ def _load(spec: str) -> dict[str, dict[str, dict]]:
     return by_task
 
 
-def compare(a_spec: str, b_spec: str) -> None:
+def compare(a_spec: str, b_spec: str, without_spec: str | None = None) -> None:
     a, b = _load(a_spec), _load(b_spec)
+    without = _load(without_spec) if without_spec else {}
     paired_a, paired_b = {}, {}
     for task in sorted(set(a) & set(b)):
-        ids = sorted(set(a[task]) & set(b[task]))
-        paired_a[task], paired_b[task] = [a[task][i] for i in ids], [b[task][i] for i in ids]
-    print(f"{a_spec} - {b_spec}:")
+        ids = sorted(set(a[task]) & set(b[task]) - set(without.get(task, ())))
+        if ids:
+            paired_a[task], paired_b[task] = [a[task][i] for i in ids], [b[task][i] for i in ids]
+    print(f"{a_spec} - {b_spec}" + (f", without the queries of {without_spec}:" if without_spec else ":"))
     for mode, label in [("all", "all tasks"), *MODES.items()]:  # as study.md: the average, then each mode's
         tasks = [t for t in paired_a if mode == "all" or TASKS[t].mode == mode]
         if not tasks:

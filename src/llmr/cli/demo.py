@@ -49,7 +49,7 @@ def demo(
     retriever, data = out / "pipeline" / "retriever", out / "pipeline" / "data"
     console.print(
         f"The trained retriever is {verdict} BM25 here ({vs['difference']:+.1f} points; with {queries} queries the "
-        "CI is wide). The full study resolves about ±3 points: llmr study benchmarks/quality/study.yaml --yes (~4 h)."
+        "CI is wide). The full study resolves about ±3 points: llmr study benchmarks/quality/study.yaml --yes (~2 h)."
     )
     console.print(f"\nretriever: {retriever}\nreport:    {page}\ntook {time.perf_counter() - started:,.0f} s\n")
     query = {"task": "sst2", "fields": {"sentence": "a gem"}, "k": 4}
