@@ -60,6 +60,8 @@ def compare(a_spec: str, b_spec: str, without_spec: str | None = None) -> None:
         if ids:
             paired_a[task], paired_b[task] = [a[task][i] for i in ids], [b[task][i] for i in ids]
     print(f"{a_spec} - {b_spec}" + (f", without the queries of {without_spec}:" if without_spec else ":"))
+    if not paired_a:
+        print("  no query in both files (and not left out)")
     for mode, label in [("all", "all tasks"), *MODES.items()]:  # as study.md: the average, then each mode's
         tasks = [t for t in paired_a if mode == "all" or TASKS[t].mode == mode]
         if not tasks:
