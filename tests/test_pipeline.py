@@ -128,6 +128,9 @@ def test_rerun_does_no_work_and_a_retriever_setting_redoes_only_the_retriever(tm
     assert not any(ran(again).values())
     assert len(llm.calls) == scored_calls  # the LLM was not asked again
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no stage output rewritten
+    # settings added later, set to their defaults, keep the keys of stages made before them
+    explicit = tiny("distill.prior=encoder", "distill.prior_weight=0", "distill.modes=[cls,mc,gen]")
+    assert Pipeline(explicit, out, llm=llm, cache=cache).finished() == set(ran(first))
 
     changed = Pipeline(tiny("retriever.learning_rate=1e-4"), out, llm=llm, cache=cache).run()
     assert [name for name, r in ran(changed).items() if r] == ["iteration-1/retriever"]
@@ -297,6 +300,9 @@ def test_the_penalties_teacher_asks_no_llm_and_a_prior_changes_only_the_teacher_
     assert llm.calls == []
     prior = Pipeline(tiny("distill.teacher=penalties", "distill.prior_weight=1"), out, llm=llm).run()
     assert [name for name, r in ran(prior).items() if r] == ["iteration-1/teacher", "iteration-1/retriever"]
+    bm25 = Pipeline(tiny("distill.teacher=penalties", "distill.prior_weight=1", "distill.prior=bm25"), out, llm=llm)
+    bm25_ran = ran(bm25.run())
+    assert [name for name, r in bm25_ran.items() if r] == ["iteration-1/teacher", "iteration-1/retriever"]
     from llmr.pipeline.plan import plan
 
     assert [s.name for s in plan(tiny("distill.teacher=penalties"), rows={"sst2": 10})] == list(ran(first))
@@ -339,12 +345,14 @@ def test_plan_times_the_penalties_teacher_by_what_it_runs() -> None:
     def teacher(*sets: str):
         return {s.name: s for s in plan(tiny(*sets, "distill.top_n=8"), rows={"sst2": 1000})}["iteration-1/teacher"]
 
-    reward, labels, prior = (
+    reward, labels, prior, bm25 = (
         teacher(),
         teacher("distill.teacher=penalties"),
         teacher("distill.teacher=penalties", "distill.prior_weight=1"),
+        teacher("distill.teacher=penalties", "distill.prior_weight=1", "distill.prior=bm25"),
     )
     assert labels.seconds < 2 < prior.seconds < reward.seconds  # no model / encoder only / cross-encoder
+    assert bm25.seconds < 2 and bm25.work == "1,000 queries scored by BM25"
     assert prior.work.endswith("texts encoded") and "labels only" in labels.work
 
 

@@ -96,6 +96,13 @@ def test_cli_trains_and_writes_teacher_scores(tmp_path: Path) -> None:
         for p, t in zip(w.doc_scores, r.doc_scores, strict=True)
     )
 
+    # a BM25 prior is a new teacher file (its own settings), and an unknown prior is one clear error
+    result = CliRunner().invoke(app, [*args, "--prior-weight", "0.5", "--prior", "bm25"])
+    assert result.exit_code == 0 and "teacher scores for" in result.output, result.output
+    assert list(DataDir(tmp_path).candidates("teacher")) != with_prior
+    result = CliRunner().invoke(app, [*args, "--prior-weight", "0.5", "--prior", "tfidf"])
+    assert result.exit_code == 2 and "--prior" in result.output
+
 
 def test_long_pairs_keep_their_ends(tmp_path: Path) -> None:
     """The answer and the label close both texts of a pair: over max_length the start is cut, not them

@@ -126,3 +126,26 @@ def test_teacher_scores_are_the_reward_models_logits(reward_dir: Path) -> None:
     logits = model.predict(pairs, activation_fn=torch.nn.Identity())
     assert full.doc_scores == pytest.approx(logits.tolist(), abs=1e-2)
     assert full.doc_scores != pytest.approx(torch.sigmoid(torch.tensor(logits)).tolist(), abs=1e-2)
+
+
+def test_a_bm25_prior_orders_kept_candidates_by_bm25_over_the_pool_and_leaves_penalties() -> None:
+    from llmr.candidates.bm25 import BM25Retriever
+
+    query = _query().model_copy(update={"query": "Review: what a treat"})
+    [plain], _ = teacher_scores([query], POOL, "penalties")
+    seen: list[int] = []
+    [prior] = add_prior([plain], POOL, 0.5, "bm25", on_texts=seen.append)
+    assert sum(seen) == 1  # one query
+    pool = list(POOL.values())
+    expected = BM25Retriever(pool).scores(query.query, [pool.index(POOL["pos1"]), pool.index(POOL["pos2"])])
+    assert prior.doc_scores[1] == prior.doc_scores[2] == PENALTY  # another label, another task: untouched
+    assert [prior.doc_scores[0], prior.doc_scores[3]] == pytest.approx(list(0.5 * expected), abs=1e-5)
+    assert prior.doc_scores[3] > prior.doc_scores[0]  # "treat" is in pos2 only
+    with pytest.raises(ValueError, match="prior must be one of"):
+        add_prior([plain], POOL, 0.5, "tfidf")  # type: ignore[arg-type]
+
+
+def test_bm25_scores_a_query_without_known_terms_zero() -> None:
+    from llmr.candidates.bm25 import BM25Retriever
+
+    assert list(BM25Retriever(list(POOL.values())).scores("zzz qqq", [0, 3])) == [0.0, 0.0]

@@ -28,6 +28,7 @@ declare -A CHANGE=(
   [query]="$Q"                                                                      # pool embeddings fixed: ~3x faster
   [all8]="$ALL8"                                                                    # query side, every candidate in the KL group
   [prior]="--set pipeline.distill.prior_weight=1"                                   # labels + the base encoder's order
+  [bm25prior]="--set pipeline.distill.prior=bm25 --set pipeline.distill.prior_weight=0.5"  # labels + BM25's order
 )
 [ $# -gt 0 ] || set -- reward allmodes samelabel scale400
 methods="bm25,dense,llmr-1"

@@ -26,7 +26,7 @@ from llmr.distributed.ddp import is_main_process
 from llmr.pipeline.config import DistillSection
 from llmr.training.retriever import RetrieverConfig, train_retriever
 from llmr.training.reward import RewardConfig, train_reward_model
-from llmr.training.teacher import TEACHERS, add_prior, teacher_scores
+from llmr.training.teacher import PRIORS, TEACHERS, add_prior, teacher_scores
 
 app = typer.Typer(help="Train the reward model and the retriever from LLM feedback.", no_args_is_help=True)
 console = Console()
@@ -59,14 +59,17 @@ def reward(
     prior_weight: float = typer.Option(
         DISTILL.prior_weight, min=0, help=DistillSection.model_fields["prior_weight"].description
     ),
+    prior: str = typer.Option(DISTILL.prior, help=DistillSection.model_fields["prior"].description),
     prior_model: str = typer.Option(
-        DEFAULT_ENCODER, help="With --prior-weight: the base encoder (the retriever's start)."
+        DEFAULT_ENCODER, help="With --prior-weight and --prior encoder: the base encoder (the retriever's start)."
     ),
     force: bool = typer.Option(False, help="Redo even when the output matches these settings and inputs."),
 ) -> None:
     """Train a cross-encoder on (query + answer, candidate) with a listwise loss over the LLM's preferences."""
     if teacher not in TEACHERS:
         raise typer.BadParameter(f"use one of {', '.join(TEACHERS)}", param_hint="--teacher")
+    if prior not in PRIORS:
+        raise typer.BadParameter(f"use one of {', '.join(PRIORS)}", param_hint="--prior")
     passages = {p.id: p for p in DataDir(data).passages()}
     candidates = list(read_jsonl(scores, CandidateList))
     inputs = _inputs(data, scores=scores)
@@ -87,7 +90,8 @@ def reward(
     teacher_inputs["reward_model"] = file_fingerprint(out / "model.safetensors")
     teacher_settings = {"stage": "train.reward.score_all", "teacher": teacher, "top_n": top_n}
     if prior_weight:
-        teacher_settings |= {"prior_weight": prior_weight, "prior_model": prior_model}
+        teacher_settings |= {"prior_weight": prior_weight}
+        teacher_settings |= {"prior_model": prior_model} if prior == "encoder" else {"prior": prior}
     if not force and is_up_to_date(score_all, teacher_settings, teacher_inputs):
         console.print(f"{score_all} is up to date; --force redoes it")
         return
@@ -98,7 +102,7 @@ def reward(
             lists, passages, teacher, out, top_n=top_n, on_pairs=lambda n: bar.update(task, advance=n)
         )  # type: ignore[arg-type]
     if prior_weight:
-        scored = add_prior(scored, passages, prior_weight, prior_model)
+        scored = add_prior(scored, passages, prior_weight, prior, prior_model)  # type: ignore[arg-type]
     write_jsonl(score_all, scored)
     write_manifest(manifest_path(score_all), "train.reward.score_all", teacher_settings, teacher_inputs, [score_all])
     console.print(f"teacher scores for {len(scored):,} queries -> {score_all}")

@@ -17,7 +17,7 @@ from llmr.scoring.feedback import ScoringConfig
 from llmr.tasks.base import Mode
 from llmr.training.retriever import RetrieverConfig
 from llmr.training.reward import RewardConfig
-from llmr.training.teacher import Teacher
+from llmr.training.teacher import Prior, Teacher
 
 
 class Section(BaseModel):
@@ -60,9 +60,11 @@ class DistillSection(Section):
     # recipe); false: on this iteration's alone.
     union: bool = True
     # Where the teacher has no signal (no label to penalize, a reward model near chance) the retriever then
-    # keeps the order it starts from; 1 makes the teacher there the base encoder's own softmax.
+    # learns the prior's order, not a flat one; encoder at weight 1 makes the teacher there the base
+    # encoder's own softmax.
+    prior: Prior = Field("encoder", description="The order added to kept candidates: encoder (cos/tau) or bm25.")
     prior_weight: float = Field(
-        0.0, ge=0, description="Add weight x cos/tau under the base encoder to every kept candidate's teacher score."
+        0.0, ge=0, description="Add weight x the prior's score to every kept candidate's teacher score (0: none)."
     )
     # The ninth look (benchmarks/RESULTS.md): multiple choice falls as more of its queries are distilled.
     modes: list[Mode] = Field(

@@ -186,7 +186,7 @@ class Pipeline:
             distill = {
                 k: v
                 for k, v in cfg.distill.model_dump(exclude={"union"}).items()
-                if k not in ("prior_weight", "modes") or v != default[k]
+                if k not in ("prior", "prior_weight", "modes") or v != default[k]
             }
             teacher = self.stage(
                 prefix + "teacher",

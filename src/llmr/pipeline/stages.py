@@ -134,11 +134,12 @@ def teacher(
         store.close()
     if cfg.distill.prior_weight:
         with progress_bar("texts") as bar:
-            task = bar.add_task("prior: base-encoder texts", total=None)
+            task = bar.add_task(f"prior ({cfg.distill.prior}): texts", total=None)
             scored = add_prior(
                 scored,
                 passages,
                 cfg.distill.prior_weight,
+                cfg.distill.prior,
                 cfg.retriever.model,
                 cfg.retriever.temperature,
                 cfg.encoder_runtime,
