@@ -61,7 +61,7 @@ class DistillSection(Section):
     union: bool = True
     # Where the teacher has no signal (no label to penalize, a reward model near chance) the retriever then
     # learns the prior's order, not a flat one; encoder at weight 1 makes the teacher there the base
-    # encoder's own softmax.
+    # encoder's own softmax. Neither beat the labels alone (benchmarks/RESULTS.md, eighth and eleventh looks).
     prior: Prior = Field("encoder", description="The order added to kept candidates: encoder (cos/tau) or bm25.")
     prior_weight: float = Field(
         0.0, ge=0, description="Add weight x the prior's score to every kept candidate's teacher score (0: none)."
