@@ -42,9 +42,7 @@ class BM25Retriever:
         """Top-k pool indices and scores per query, best first. `allowed` (bool per pool item) masks the pool;
         masked items may still fill the tail with score 0, so callers filter by their own rule."""
         k = min(k, self.size)
-        tokens = bm25s.tokenize(
-            list(queries), stopwords="en", stemmer=self._stem, return_ids=False, show_progress=False
-        )
+        tokens = self._tokenize(queries)
         mask = None if allowed is None else allowed.astype(np.float32)
         docs, scores = self._index.retrieve(
             tokens, k=k, show_progress=False, n_threads=self.n_threads, weight_mask=mask
@@ -53,8 +51,11 @@ class BM25Retriever:
 
     def scores(self, query: str, indices: Sequence[int]) -> np.ndarray:
         """BM25 of `query` against the pool items at `indices` (0 where it shares no term with them)."""
-        [tokens] = bm25s.tokenize([query], stopwords="en", stemmer=self._stem, return_ids=False, show_progress=False)
+        [tokens] = self._tokenize([query])
         ids = self._index.get_tokens_ids(list(tokens))
         if not ids:
             return np.zeros(len(indices), dtype=np.float32)
         return self._index.get_scores_from_ids(ids)[np.asarray(indices, dtype=np.int64)]
+
+    def _tokenize(self, queries: Sequence[str]) -> list[list[str]]:
+        return bm25s.tokenize(list(queries), stopwords="en", stemmer=self._stem, return_ids=False, show_progress=False)
