@@ -32,7 +32,7 @@ RUNTIMES = ["torch", "torch-bf16", "onnx", "onnx-int8", "openvino"]
 
 def encoder(runtime: str, query_max_length: int | None = None):
     """An llmr Encoder; torch-bf16 is the torch one with its weights in bf16."""
-    from llmr.candidates.dense import Encoder
+    from llmr.base.encoders import Encoder
 
     if runtime != "torch-bf16":
         return Encoder("all-minilm-l6-v2", 64, runtime, query_max_length)  # type: ignore[arg-type]
@@ -84,8 +84,8 @@ def reward_agreement(reward: Path, n_queries: int = 250) -> None:
     """The reward model's order of each query's candidates, per runtime, against torch fp32."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
+    from llmr.base.encoders import encoder_fingerprint
     from llmr.base.runtime import ExportedModel, export_folder
-    from llmr.candidates.dense import encoder_fingerprint
     from llmr.data.directory import DataDir
     from llmr.data.jsonl import read_jsonl
     from llmr.data.schema import CandidateList
@@ -124,7 +124,7 @@ def reward_agreement(reward: Path, n_queries: int = 250) -> None:
 
 
 def speed(sizes: list[int], n: int) -> None:
-    from llmr.candidates.dense import VectorIndex
+    from llmr.base.index import VectorIndex
 
     pool, queries = real_texts(10_000)
     docs = [p["contents"] for p in pool]

@@ -59,7 +59,8 @@ def percentiles(ms: list[float]) -> tuple[float, float]:
 def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int], runtimes: list[str]) -> list[dict]:
     import faiss
 
-    from llmr.candidates.dense import Encoder, VectorIndex
+    from llmr.base.encoders import Encoder
+    from llmr.base.index import VectorIndex
     from llmr.serving import Selector
 
     pool, queries = real_texts(min(max(sizes), real_max))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmr.candidates.dense import VectorIndex
+from llmr.base.index import VectorIndex
 
 
 def _unit(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from llmr.base.encoders import Encoder, encoder_fingerprint
 from llmr.base.runtime import ExportedModel, export, exported
-from llmr.candidates.dense import Encoder, encoder_fingerprint
 
 TEXTS = [
     "a warm, funny and beautifully acted film",

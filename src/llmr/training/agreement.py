@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from llmr.candidates.dense import Encoder
+from llmr.base.encoders import Encoder
 from llmr.data.schema import PENALTY, CandidateList, Passage
 
 

@@ -25,10 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from llmr.base.encoders import DEFAULT_ENCODER, default_dtype
+from llmr.base.encoders import DEFAULT_ENCODER, Encoder, default_dtype
 from llmr.base.files import file_fingerprint
 from llmr.base.runtime import ExportedModel, Runtime, export_folder
-from llmr.candidates.dense import Encoder
 from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.llm.base import Score
 from llmr.scoring.cache import ScoreCache, pair_key
