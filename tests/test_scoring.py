@@ -54,16 +54,69 @@ def test_pairs_follow_the_paper_format_and_penalties() -> None:
     assert sst2.doc_ids == ["s0", "s1", "s2", "c0"]
     # s1 has another label (Negative), c0 is another task: both -100 without an LLM call.
     assert sst2.pairs[1] is None and sst2.pairs[3] is None
-    assert sst2.pairs[0] == ("Review: great\nPositive\n\nReview: nice\n", "Positive")
-    assert sst2.pairs[0][0] == build_prompt([POOL["s0"].contents], SST2.query)
+    assert sst2.pairs[0] == [("Review: great\nPositive\n\nReview: nice\n", "Positive")]
+    assert sst2.pairs[0][0][0] == build_prompt([POOL["s0"].contents], SST2.query)
     # Multiple choice: the continuation is the right option's text; labels are not compared.
-    assert copa.pairs[0] == (POOL["c0"].contents + "\n\n" + COPA.query + "\n", "It fell off the table.")
+    assert copa.pairs[0] == [(POOL["c0"].contents + "\n\n" + COPA.query + "\n", "It fell off the table.")]
     assert copa.pairs[1] is not None and copa.pairs[2] is None
 
 
 def test_penalties_can_be_switched_off() -> None:
     (job,) = make_jobs([SST2], POOL, ScoringConfig(penalize_other_task=False, penalize_label_mismatch=False))
     assert all(p is not None for p in job.pairs)
+
+
+def test_margin_signal_is_gold_minus_best_other_answer(tmp_path: Path) -> None:
+    config = ScoringConfig(signal="margin")
+    sst2, copa = make_jobs([SST2, COPA], POOL, config)
+    (context, target) = sst2.pairs[0][0]
+    assert context == build_prompt([POOL["s0"].contents], SST2.query)
+    assert json.loads(target) == {"gold": "Positive", "others": ["Negative"], "mean": False}
+    assert json.loads(copa.pairs[0][0][1])["gold"] == "It fell off the table."  # the option's text, averaged
+    llm, cache = FakeLLM(), ScoreCache(tmp_path / "c.sqlite")
+    run_scoring([sst2, copa], llm, cache, config)
+    out = list(collect([sst2, copa], cache_namespace(llm.fingerprint, config), cache))
+    gold, other = FakeLLM().score([context, context], ["Positive", "Negative"])
+    assert out[0].doc_scores[0] == pytest.approx(gold.logprob - other.logprob)
+    opts = FakeLLM().score([copa.pairs[0][0][0]] * 2, ["It fell off the table.", "It was cold."])
+    assert out[1].doc_scores[0] == pytest.approx(opts[0].mean - opts[1].mean)
+    # Each signal keeps its own scores: the paper's namespace is unchanged.
+    assert cache_namespace("m", config) != cache_namespace("m", ScoringConfig())
+    assert cache_namespace("m", ScoringConfig()) == "m|chunk_pairs=256"
+
+
+def test_query_signal_scores_the_query_after_the_candidate() -> None:
+    (job,) = make_jobs([SST2], POOL, ScoringConfig(signal="query"))
+    assert job.pairs[0] == [("Review: great\nPositive\n\n", "Review: nice")]
+
+
+def test_kshot_signal_compares_candidates_in_the_same_contexts(tmp_path: Path) -> None:
+    pool = {f"p{i}": Passage(id=f"p{i}", contents=f"Review: film {i}\nPositive", task_name="sst2") for i in range(8)}
+    cands = SST2.model_copy(update={"doc_ids": list(pool), "doc_scores": [0.0] * 8})
+    config = ScoringConfig(signal="kshot", kshot_k=4, kshot_contexts=3)
+    (job,) = make_jobs([cands], pool, config)
+    assert all(1 <= len(pairs) <= 3 for pairs in job.pairs)  # a context holding the candidate is skipped
+    for pairs in job.pairs:
+        for context, answer in pairs:
+            assert answer == "Positive" and context.count("Positive") == 4 and context.endswith("Review: nice\n")
+    # Context s shows the same three others at the same places for every candidate it does not hold.
+    skeletons = {
+        tuple(line for line in ctx.split("\n\n")[:-1] if line != pool[doc].contents)
+        for doc, pairs in zip(job.doc_ids, job.pairs, strict=True)
+        for ctx, _ in pairs[:1]
+    }
+    assert len(skeletons) <= 3 + 1
+    assert make_jobs([cands], pool, config)[0].pairs == job.pairs  # seeded
+    llm, cache = FakeLLM(), ScoreCache(tmp_path / "c.sqlite")
+    run_scoring([job], llm, cache, config)
+    (out,) = collect([job], cache_namespace(llm.fingerprint, config), cache)
+    expected = [sum(s.mean for s in FakeLLM().score(*zip(*pairs, strict=True))) / len(pairs) for pairs in job.pairs]
+    assert out.doc_scores == pytest.approx(expected)
+
+
+def test_an_unknown_signal_is_refused() -> None:
+    with pytest.raises(ValueError, match="signal = 'best'"):
+        ScoringConfig(signal="best")
 
 
 def test_sampling_is_seeded_per_query_and_keeps_rank_order() -> None:
@@ -89,7 +142,7 @@ def test_scores_are_cached_and_reused(tmp_path: Path) -> None:
     again = run_scoring(jobs, llm, cache, ScoringConfig(chunk_pairs=1))
     assert again == {"pairs": 4, "cached": 4, "scored": 0} and llm.calls == [1, 1, 1, 1]
     out = list(collect(jobs, cache_namespace(llm.fingerprint, ScoringConfig(chunk_pairs=1)), cache))
-    expected = FakeLLM().score(*zip(*[p for p in jobs[0].pairs if p], strict=True))
+    expected = FakeLLM().score(*zip(*[p[0] for p in jobs[0].pairs if p], strict=True))
     assert out[0].doc_scores[0] == pytest.approx(expected[0].mean)
     assert out[0].doc_scores[1] == PENALTY and out[0].doc_scores[3] == PENALTY
     assert out[1].doc_ids == ["c0", "c1", "s0"] and out[1].options == COPA.options

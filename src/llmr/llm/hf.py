@@ -120,12 +120,12 @@ class HFCausalLM(LLM):
             keep = max(n_cont) + 1
             inputs = self._left_padded([seqs[i] for i in batch])
             self.tokens_processed += sum(len(seqs[i]) for i in batch)
-            logits = self.model(**inputs, logits_to_keep=keep).logits.float()  # (B, keep, V)
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # position t predicts token t+1
+            logits = self.model(**inputs, logits_to_keep=keep).logits  # (B, keep, V)
             targets = inputs["input_ids"][:, -(keep - 1) :]
-            token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, keep-1)
-            for row, i in enumerate(batch):
-                out[i] = Score(float(token_lp[row, -n_cont[row] :].sum()), n_cont[row])
+            for row, i in enumerate(batch):  # row by row: long continuations x 262k words fit in memory
+                logprobs = torch.log_softmax(logits[row, :-1].float(), dim=-1)  # position t predicts token t+1
+                token_lp = logprobs.gather(-1, targets[row].unsqueeze(-1)).squeeze(-1)
+                out[i] = Score(float(token_lp[-n_cont[row] :].sum()), n_cont[row])
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()

@@ -1,6 +1,14 @@
 """Stage 2 of LLM-R: the frozen LLM scores each candidate example for its query.
 
-score(candidate) = mean log p(answer | candidate + "\\n\\n" + query + "\\n") over the answer's tokens.
+What the score is (`signal`):
+- answer (the paper's): mean log p(answer | candidate + "\\n\\n" + query + "\\n") over the answer's tokens;
+- margin: for classification and multiple choice, log p(gold) - max log p(other answer) after the same
+  prompt (label words summed, options averaged, as the evaluator ranks them); generation: as answer;
+- kshot: answer's score with the candidate inside k-shot prompts, averaged over a few sampled sets of the
+  query's other candidates (the same sets for every candidate of a query, so candidates are compared
+  in the same contexts);
+- query: mean log p(query | candidate): how much the candidate lowers the LLM's surprise at the test
+  input (ConE); it needs no gold answer, so it can also rerank at test time.
 Optional heuristics of the paper give -100 without asking the LLM: candidates from another task,
 and, for classification tasks, candidates whose label differs from the query's.
 
@@ -11,6 +19,7 @@ and since chunks (and so batches) are the same on every run, it writes the same 
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,11 +31,14 @@ from llmr.base.progress import progress_bar
 from llmr.base.settings import check_bounds, setting
 from llmr.data.build import select_records
 from llmr.data.jsonl import write_jsonl
-from llmr.data.schema import PENALTY, CandidateList, Passage, answer_text, same_label
+from llmr.data.schema import PENALTY, CandidateList, Passage, Record, answer_text, same_label
 from llmr.distributed.engine import Engine, as_engine
 from llmr.llm.base import LLM, Score
 from llmr.prompt import build_prompt
 from llmr.scoring.cache import ScoreCache, pair_key
+from llmr.tasks import TASKS
+
+SIGNALS = ("answer", "margin", "kshot", "query")
 
 
 @dataclass(frozen=True)
@@ -40,18 +52,32 @@ class ScoringConfig:
     chunk_pairs: int = setting(256, "Pairs per committed chunk: the most work a kill can lose.", ge=1)
     # Nested in any larger sample of the same seed, so they are among the queries the teacher scores.
     max_per_task: int = setting(0, "Queries per task the LLM scores, a seeded sample (0 = all).", ge=0)
+    signal: str = setting(
+        "answer",
+        "What a candidate's score is: answer (mean log p(answer | candidate, query), the paper), margin "
+        "(cls/mc: log p(gold) - max log p(other answer)), kshot (answer inside k-shot prompts of sampled "
+        "other candidates) or query (mean log p(query | candidate): ConE, no gold needed).",
+    )
+    kshot_k: int = setting(4, "kshot: examples per prompt (the candidate and k-1 others).", ge=2)
+    kshot_contexts: int = setting(2, "kshot: sampled sets of the other k-1 candidates per query.", ge=1)
 
     def __post_init__(self) -> None:
         check_bounds(self)
+        if self.signal not in SIGNALS:
+            raise ValueError(f"signal = {self.signal!r}: must be one of {', '.join(SIGNALS)}")
+
+
+Pair = tuple[str, str]  # (context, continuation): what one LLM call scores
 
 
 @dataclass
 class Job:
-    """One query: the sampled candidates, and per candidate its (context, answer) pair or None if penalized."""
+    """One query: the sampled candidates, and per candidate the pairs whose scores average into its score
+    (None if penalized)."""
 
     record: CandidateList
     doc_ids: list[str]
-    pairs: list[tuple[str, str] | None]
+    pairs: list[list[Pair] | None]
 
 
 def sample_doc_ids(cands: CandidateList, m: int, seed: int) -> list[str]:
@@ -71,27 +97,67 @@ def penalized(cands: CandidateList, doc: Passage, config: ScoringConfig) -> bool
     return config.penalize_label_mismatch and same_label(cands, doc) is False
 
 
+def margin_target(record: Record) -> str | None:
+    """The continuation a margin pair scores: the gold answer and the others, as JSON (None: generation)."""
+    task = TASKS.get(record.task_name)
+    if task is None or task.mode == "gen":
+        return None
+    if task.mode == "cls":
+        answers, gold = list(task.label_words), record.answers[0]
+    else:
+        answers, gold = list(record.options), answer_text(record, task)
+    return json.dumps({"gold": gold, "others": [a for a in answers if a != gold], "mean": task.mode == "mc"})
+
+
+def candidate_pairs(record: Record, kept: Sequence[Passage], config: ScoringConfig) -> list[list[Pair]]:
+    """Per kept candidate, the pairs the LLM scores for it under `config.signal`."""
+    if config.signal == "query":
+        return [[(f"{doc.contents}\n\n", record.query)] for doc in kept]
+    target = margin_target(record) if config.signal == "margin" else None
+    answer = target or answer_text(record)
+    if config.signal != "kshot" or len(kept) < 2:
+        return [[(build_prompt([doc.contents], record.query), answer)] for doc in kept]
+    # Every candidate is scored in the same sampled contexts (the others at the same positions), so
+    # their scores differ by the candidate alone; a context holding the candidate is skipped for it.
+    pairs: list[list[Pair]] = [[] for _ in kept]
+    size = min(config.kshot_k - 1, len(kept) - 1)
+    for s in range(config.kshot_contexts):
+        rng = random.Random(f"{config.seed}:{record.query_id}:kshot:{s}")
+        others = rng.sample(range(len(kept)), size)
+        position = rng.randrange(size + 1)
+        for i, doc in enumerate(kept):
+            if i in others:
+                continue
+            shown = [kept[j].contents for j in others]
+            shown.insert(position, doc.contents)
+            pairs[i].append((build_prompt(shown, record.query), answer))
+    for i, doc in enumerate(kept):  # in every context (only when few candidates): score it alone
+        if not pairs[i]:
+            pairs[i].append((build_prompt([doc.contents], record.query), answer))
+    return pairs
+
+
 def make_jobs(candidates: Iterable[CandidateList], passages: Mapping[str, Passage], config: ScoringConfig) -> list[Job]:
     jobs = []
     for cands in select_records(list(candidates), None, config.max_per_task, config.seed):
-        answer = answer_text(cands)
         doc_ids = sample_doc_ids(cands, config.n_candidates, config.seed)
-        pairs: list[tuple[str, str] | None] = []
+        docs = []
         for doc_id in doc_ids:
             try:
-                doc = passages[doc_id]
+                docs.append(passages[doc_id])
             except KeyError:
                 raise KeyError(f"query {cands.query_id}: candidate {doc_id!r} is not in the pool") from None
-            pairs.append(None if penalized(cands, doc, config) else (build_prompt([doc.contents], cands.query), answer))
-        jobs.append(Job(cands, doc_ids, pairs))
+        kept = [doc for doc in docs if not penalized(cands, doc, config)]
+        scored = iter(candidate_pairs(cands, kept, config))
+        jobs.append(Job(cands, doc_ids, [None if penalized(cands, doc, config) else next(scored) for doc in docs]))
     return jobs
 
 
-def unique_pairs(jobs: Sequence[Job]) -> dict[str, tuple[str, str]]:
-    found: dict[str, tuple[str, str]] = {}
+def unique_pairs(jobs: Sequence[Job]) -> dict[str, Pair]:
+    found: dict[str, Pair] = {}
     for job in jobs:
-        for pair in job.pairs:
-            if pair is not None:
+        for pairs in job.pairs:
+            for pair in pairs or ():
                 found.setdefault(pair_key(*pair), pair)
     return found
 
@@ -102,17 +168,31 @@ def chunks(pairs: Mapping[str, tuple[str, str]], size: int) -> list[list[str]]:
     return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
-def score_chunk(llm: LLM, pairs: tuple[list[str], list[str]]) -> tuple[list[Score], int]:
+def score_margins(llm: LLM, contexts: Sequence[str], targets: Sequence[str]) -> list[Score]:
+    """Each context's log p(gold) - max log p(other answer), stored as a one-token Score."""
+    parsed = [json.loads(t) for t in targets]
+    scored = llm.score_options(contexts, [[t["gold"], *t["others"]] for t in parsed])
+    out = []
+    for t, scores in zip(parsed, scored, strict=True):
+        values = [s.mean if t["mean"] else s.logprob for s in scores]
+        out.append(Score(values[0] - max(values[1:], default=0.0), 1))
+    return out
+
+
+def score_chunk(llm: LLM, work: tuple[list[str], list[str], str]) -> tuple[list[Score], int]:
+    contexts, continuations, signal = work
     before = llm.tokens_processed
-    scores = llm.score(*pairs)
+    scores = score_margins(llm, contexts, continuations) if signal == "margin" else llm.score(contexts, continuations)
     return scores, llm.tokens_processed - before
 
 
 def cache_namespace(llm_fingerprint: str, config: ScoringConfig) -> str:
-    """Where a run's scores live in the cache: the LLM and the chunking. The pairs batched together change
-    a pair's score in low precision (hf bf16: up to 0.19 nats; fp32: 1e-5; benchmarks/RESULTS.md), so a
-    chunk is scored whole and a score is read back only by runs that chunk as it was chunked."""
-    return f"{llm_fingerprint}|chunk_pairs={config.chunk_pairs}"
+    """Where a run's scores live in the cache: the LLM, the signal and the chunking. The pairs batched
+    together change a pair's score in low precision (hf bf16: up to 0.19 nats; fp32: 1e-5;
+    benchmarks/RESULTS.md), so a chunk is scored whole and a score is read back only by runs that chunk as
+    it was chunked. (The paper's signal keeps the namespace it had before signals were options.)"""
+    signal = "" if config.signal == "answer" else f"|signal={config.signal}"
+    return f"{llm_fingerprint}|chunk_pairs={config.chunk_pairs}{signal}"
 
 
 def run_scoring(
@@ -140,7 +220,7 @@ def run_scoring(
             stats["cached"] += len(chunk)
             if on_chunk:
                 on_chunk(len(chunk), 0)
-    work = (([pairs[k][0] for k in keys], [pairs[k][1] for k in keys]) for keys in todo)
+    work = (([pairs[k][0] for k in keys], [pairs[k][1] for k in keys], config.signal) for keys in todo)
     for i, (scores, tokens) in engine.map(score_chunk, work):
         cache.put_many(namespace, zip(todo[i], scores, strict=True))
         stats["scored"] += len(todo[i])
@@ -150,20 +230,21 @@ def run_scoring(
 
 
 def collect(jobs: Sequence[Job], namespace: str, cache: ScoreCache) -> Iterator[CandidateList]:
-    """The scored candidate lists, read back from the cache (doc_scores = mean token log-prob or -100);
-    `namespace`: `cache_namespace(llm.fingerprint, config)` of the run that scored them."""
+    """The scored candidate lists, read back from the cache (doc_scores = the signal, averaged over a
+    candidate's pairs, or -100); `namespace`: `cache_namespace(llm.fingerprint, config)` of the run that
+    scored them."""
     for job in jobs:
-        keys = [pair_key(*p) for p in job.pairs if p is not None]
+        keys = [pair_key(*p) for pairs in job.pairs for p in pairs or ()]
         found = cache.get_many(namespace, keys)
         scores = []
-        for pair in job.pairs:
-            if pair is None:
+        for pairs in job.pairs:
+            if pairs is None:
                 scores.append(PENALTY)
                 continue
-            score = found.get(pair_key(*pair))
-            if score is None:
+            values = [found.get(pair_key(*p)) for p in pairs]
+            if None in values:
                 raise RuntimeError(f"query {job.record.query_id}: a pair has no cached score; run scoring first")
-            scores.append(score.mean)
+            scores.append(sum(v.mean for v in values) / len(values))  # type: ignore[union-attr]
         fields = job.record.model_dump(exclude={"doc_ids", "doc_scores"})
         yield CandidateList(**fields, doc_ids=job.doc_ids, doc_scores=scores)
 
@@ -186,6 +267,7 @@ def plan(
         "queries": len(jobs),
         "candidates": slots,
         "penalized": sum(p is None for j in jobs for p in j.pairs),
+        "signal": config.signal,
         "unique_pairs": len(pairs),
         "cached_pairs": len(cached),
         "pairs_to_score": len(missing),
@@ -195,9 +277,9 @@ def plan(
         sample = random.Random(seed).sample(range(len(missing)), min(calibration_pairs, len(missing)))
         ctx = [pairs[missing[i]][0] for i in sample]
         cont = [pairs[missing[i]][1] for i in sample]
-        llm.score(ctx[:16], cont[:16])  # warm-up: first calls pay for allocation and kernel selection
+        score_chunk(llm, (ctx[:16], cont[:16], config.signal))  # warm-up: allocation and kernel selection
         start, before = time.perf_counter(), llm.tokens_processed
-        llm.score(ctx, cont)  # results are not cached: the real run must batch them its own way
+        score_chunk(llm, (ctx, cont, config.signal))  # not cached: the real run must batch them its own way
         elapsed = time.perf_counter() - start
         rate = (llm.tokens_processed - before) / elapsed
         report.update(calibration_tokens_per_s=rate, estimated_seconds=report["tokens_to_score"] / rate)
