@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 os.environ["COLUMNS"] = "200"  # rich tables at full width, before the CLI's consoles exist
@@ -12,7 +13,7 @@ os.environ["COLUMNS"] = "200"  # rich tables at full width, before the CLI's con
 import pytest
 from typer.testing import CliRunner
 
-from llmr.cli import app
+from llmr.cli import app, main
 from llmr.data.directory import DataDir
 
 runner = CliRunner()
@@ -190,6 +191,38 @@ def test_bad_input_is_one_line_on_stderr_not_a_traceback(tmp_path: Path) -> None
         [sys.executable, "-m", "llmr.cli", "--debug", "data", "inspect", str(tmp_path)], capture_output=True, text=True
     )
     assert "Traceback" in verbose.stderr  # --debug: the whole story
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["eval", "--nope"], "No such option: --nope"),
+        (["eval", "--max-per-task", "abc"], "Invalid value for '--max-per-task'"),
+        (["eval", "--k", "x"], "Invalid value for --k: expected comma-separated integers, got 'x'"),
+        (["tasks", "show"], "Missing argument 'name'"),
+        (["nope"], "No such command 'nope'"),
+        (["tasks", "show", "nope"], "unknown task 'nope'"),
+    ],
+)
+def test_every_user_mistake_is_one_error_line_with_exit_2(
+    args: list[str], says: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["llmr", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("llmr: error: ") and err.count("\n") == 1 and says in err, err
+    monkeypatch.setattr(sys, "argv", ["llmr", "--debug", *args])
+    with pytest.raises(Exception):  # noqa: B017  --debug: the exception itself, so Python prints its traceback
+        main()
+
+
+def test_no_arguments_show_the_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in ([], ["data"]):
+        monkeypatch.setattr(sys, "argv", ["llmr", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 0 and "Usage: llmr" in capsys.readouterr().out
 
 
 def _llmr(*args: str, cwd: Path | None = None, env: dict | None = None):

@@ -10,26 +10,16 @@ import sys
 # progress: off for the command line (read when tqdm is first imported, so before anything else).
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import click
 import typer
-import typer.core
 
 from llmr.cli import candidates, data, demo, evaluate, export, llm, pipeline, report, score, serve, tasks, train
-
-_option_type = typer.core.TyperOption.display_type_rich
-
-
-def _flag_type(self: typer.core.TyperOption, ctx: click.Context) -> str | None:
-    return None if self.is_flag else _option_type(self, ctx)
-
-
-typer.core.TyperOption.display_type_rich = _flag_type  # typer 0.29 prints "<bool>" after a flag, which takes none
 
 app = typer.Typer(
     name="llmr",
     help="Learn which in-context examples to show a large language model (LLM-R).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help (rich's shows "<bool>" after a flag); errors: `main`
 )
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(data.app, name="data")
@@ -56,18 +46,31 @@ def _main(
     )
 
 
-# What bad input raises (a malformed line, a wrong setting, a missing file, an extra not installed): one
-# line naming what is wrong, not a traceback. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, KeyError, OSError, ImportError, RuntimeError)
+# What bad input raises (a malformed line, a wrong setting, a missing file, an extra not installed) and
+# click's usage errors (an unknown option, a bad value): one line naming what is wrong, exit 2, not a
+# traceback. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, KeyError, OSError, ImportError, RuntimeError, typer.TyperException)
 
 
 def main() -> None:
     """The `llmr` entry point: `app` with user errors shown as one line (--debug shows the traceback)."""
     try:
-        app(standalone_mode=True)
+        code = app(prog_name="llmr", standalone_mode=False)
+    except typer.Abort:
+        print("llmr: aborted", file=sys.stderr)
+        sys.exit(1)
     except USER_ERRORS as exc:
+        ctx = getattr(exc, "ctx", None)  # a usage error's command
+        if ctx is not None and str(exc) == ctx.get_help():  # `llmr`, `llmr data`: no_args_is_help
+            print(exc)
+            sys.exit(0)
         if "--debug" in sys.argv[1:]:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"llmr: error: {message}", file=sys.stderr)
+        message = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+        if isinstance(exc, typer.TyperException):
+            message = exc.format_message()  # with the option it is about
+        if ctx is not None:
+            message += f" (see {ctx.command_path} --help)"
+        print("llmr: error:", "; ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
