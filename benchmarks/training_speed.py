@@ -26,7 +26,6 @@ from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
 from llmr.training.groups import GroupConfig
-from llmr.training.query_side import train_query_side
 from llmr.training.retriever import RetrieverConfig, train_retriever
 
 
@@ -42,11 +41,7 @@ def step_seconds(lists: list[CandidateList], passages: dict, config: RetrieverCo
     timer = StepTimes()
     subset = lists[: steps * config.batch_size]
     with tempfile.TemporaryDirectory() as out:
-        if config.train_side == "query":
-            tick = lambda _step: timer.times.append(time.perf_counter())  # noqa: E731
-            train_query_side(subset, passages, Path(out), config, save_steps=10**6, on_step=tick)
-        else:
-            train_retriever(subset, passages, out, config, callbacks=[timer], save_steps=10**6)
+        train_retriever(subset, passages, out, config, callbacks=[timer], save_steps=10**6)
     gaps = [b - a for a, b in zip(timer.times, timer.times[1:], strict=False)]
     return median(gaps)
 
@@ -95,12 +90,7 @@ def main() -> None:
             base, groups=GroupConfig(n_negatives=1, drop_same_label_negatives=True)
         ),
         f"batch 32, {dtype}": replace(base, batch_size=32),
-        f"query side only, pool precomputed at 256, {dtype}": replace(base, train_side="query"),
-        f"query side only, batch 64, {dtype}": replace(base, train_side="query", batch_size=64),
-        f"query side only, batch 64, 7 hard negatives, {dtype}": replace(
-            base, train_side="query", batch_size=64, groups=GroupConfig(n_negatives=7, drop_same_label_negatives=True)
-        ),
-    }
+    }  # the query-side rows of RESULTS.md came from the retired `retriever.train_side: query`
     if native_bf16:  # without AVX-512 BF16 / AMX, bf16 is emulated (~8x slower): not worth timing
         settings["max length 96, fp32"] = replace(base, bf16=False)
     print("| retriever setting | s / step | queries / s | epoch of 10,000 queries |")

@@ -168,9 +168,9 @@ def test_stage_settings_precedence_file_then_options_then_set(tmp_path: Path) ->
     cfg = seen["config"]
     assert (cfg.epochs, cfg.batch_size, cfg.groups.n_negatives, seen["tag"]) == (9, 7, 2, "y")
     assert cfg.groups.drop_same_label_negatives  # the retriever section's nested default, not GroupConfig's
-    assert invoke("--no-groups-drop-same-label-negatives", "--train-side", "query").exit_code == 0
-    assert not seen["config"].groups.drop_same_label_negatives and seen["config"].train_side == "query"
-    bad = invoke("--train-side", "sideways")
+    assert invoke("--no-groups-drop-same-label-negatives", "--loss", "contrastive").exit_code == 0
+    assert not seen["config"].groups.drop_same_label_negatives and seen["config"].loss == "contrastive"
+    bad = invoke("--loss", "sideways")
     assert bad.exit_code != 0 and "sideways" in bad.output
     bad = invoke("--set", "retriever.epoch=2")
     assert bad.exit_code != 0 and "retriever.epoch" in bad.output
@@ -292,7 +292,7 @@ def test_training_prints_llmrs_progress_only_and_writes_readable_weights(tmp_pat
     run("candidates", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "c.jsonl.gz"), "--top-n", "6")
     out = tmp_path / "retriever"
     args = ["--scores", str(tmp_path / "c.jsonl.gz"), "--data", str(tmp_path / "data"), "--out", str(out)]
-    got = _llmr("train", "retriever", *args, "--teacher", "llm", "--epochs", "1", "--batch-size", "4")
+    got = _llmr("train", "retriever", *args, "--loss", "contrastive", "--epochs", "1", "--batch-size", "4")
     assert got.returncode == 0, got.stderr
     for noise in ("Computing widget examples", "gather", "{'loss'", "Loading weights", "Writing model shards", "it/s]"):
         assert noise not in got.stderr + got.stdout

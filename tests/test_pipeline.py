@@ -61,7 +61,7 @@ def test_a_partial_nested_section_keeps_its_parents_defaults(tmp_path: Path) -> 
     ("text", "overrides", "message"),
     [
         ("reward:\n  epoch: 2\n", [], "reward.epoch"),  # a typo is an error, not a silent default
-        ("retriever:\n  teacher: human\n", [], "retriever.teacher"),
+        ("retriever:\n  loss: human\n", [], "retriever.loss"),
         ("iterations: 0\n", [], "iterations"),
         ("[1, 2]\n", [], "mapping of sections"),
         ("reward: [\n", [], "not valid YAML"),
@@ -81,6 +81,60 @@ def test_config_errors_name_the_file_and_setting(tmp_path: Path, text: str, over
     with pytest.raises(ValueError, match=r"bad\.yaml|override") as info:
         PipelineConfig.load(path, overrides)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "message"),
+    [
+        ("distill:\n  prior: bm25\n", [], "bad.yaml: distill.prior was removed: refuted twice as a teacher prior"),
+        ("", ["distill.prior_weight=0"], "config: distill.prior_weight was removed: the teacher prior was refuted"),
+        ("retriever:\n  train_side: both\n", [], "retriever.train_side was removed: query-side training lost"),
+        ("", ["retriever.anchor_weight=5"], "retriever.anchor_weight was removed"),
+        ("", ["retriever.document_max_length=9"], "retriever.document_max_length was removed"),
+        ("retriever:\n  teacher: llm\n", [], "retriever.teacher was removed: renamed retriever.loss"),
+    ],
+)
+def test_a_retired_setting_fails_saying_why(tmp_path: Path, text: str, overrides: list[str], message: str) -> None:
+    """Even at its old default: silently ignoring it would run another experiment than the one written."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        PipelineConfig.load(path if text else None, overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_retired_setting_is_one_line_and_exit_2_from_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from llmr.pipeline.study import StudyConfig
+
+    path = tmp_path / "study.yaml"
+    path.write_text("pipeline:\n  distill:\n    prior_weight: 1\n")
+    with pytest.raises(ValueError, match=r"study\.yaml: pipeline\.distill\.prior_weight was removed"):
+        StudyConfig.load(path)  # the study's pipeline section too
+    got = subprocess.run(
+        [sys.executable, "-m", "llmr.cli", "pipeline", "--show-config", "--set", "distill.prior=bm25"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    [line] = got.stderr.strip().splitlines()
+    assert got.returncode == 2 and line.startswith("llmr: error: ")
+    assert "distill.prior was removed: refuted twice as a teacher prior (benchmarks/RESULTS.md" in line
+
+
+def test_renamed_retriever_settings_keep_the_stage_keys_they_had() -> None:
+    """Retrievers trained before the loss was named `loss` (and the query-side knobs retired) are still
+    found: the hashes are those of the old settings (teacher reward / llm, train_side both, ...)."""
+    from llmr.base.manifest import config_hash
+    from llmr.pipeline.runner import _keyed
+    from llmr.training.retriever import RetrieverConfig, epr_config
+
+    config = RetrieverConfig()
+    assert config_hash(_keyed(config)) == "23b061a9e704a7c2"
+    assert config_hash(_keyed(epr_config(config))) == "dd7a870bb63a4ac7"
+    assert config_hash(_keyed(RetrieverConfig(learning_rate=1e-4, max_length=96))) == "83d18f61271d6550"
 
 
 def test_settings_out_of_bounds_fail_when_built_directly() -> None:
@@ -129,7 +183,7 @@ def test_rerun_does_no_work_and_a_retriever_setting_redoes_only_the_retriever(tm
     assert len(llm.calls) == scored_calls  # the LLM was not asked again
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no stage output rewritten
     # settings added later, set to their defaults, keep the keys of stages made before them
-    explicit = tiny("distill.prior=encoder", "distill.prior_weight=0", "distill.modes=[cls,mc,gen]")
+    explicit = tiny("distill.modes=[cls,mc,gen]")
     assert Pipeline(explicit, out, llm=llm, cache=cache).finished() == set(ran(first))
 
     changed = Pipeline(tiny("retriever.learning_rate=1e-4"), out, llm=llm, cache=cache).run()
@@ -242,7 +296,7 @@ def test_epr_baseline_trains_from_llm_scores_and_reports_agreement(tmp_path: Pat
     results = Pipeline(tiny("epr=true"), tmp_path / "run", llm=FakeLLM(), cache=tmp_path / "s.sqlite").run()
     epr = results[-1]
     assert epr.name == "iteration-1/epr" and epr.ran
-    assert json.loads((epr.path / "llmr_config.json").read_text())["teacher"] == "llm"
+    assert json.loads((epr.path / "llmr_config.json").read_text())["loss"] == "contrastive"
     assert epr.report["train_lists"] > 0 and "agreement_with_teacher" in epr.report
     assert SentenceTransformer(str(epr.path)).encode(["q"]).shape == (1, 384)
     assert (tmp_path / "run" / "retriever").resolve() == results[-2].path.resolve()  # the LLM-R retriever, not EPR
@@ -293,16 +347,11 @@ def test_iteration_two_trains_on_the_union_of_teachers_unless_told_otherwise(tmp
 
 
 @pytest.mark.slow  # real-model training or many LLM calls: CI's full run
-def test_the_penalties_teacher_asks_no_llm_and_a_prior_changes_only_the_teacher_on(tmp_path: Path) -> None:
+def test_the_penalties_teacher_asks_no_llm_and_modes_change_only_the_teacher_on(tmp_path: Path) -> None:
     out, llm = tmp_path / "run", FakeLLM()
     first = Pipeline(tiny("distill.teacher=penalties"), out, llm=llm).run()
     assert list(ran(first)) == ["data", "iteration-1/candidates", "iteration-1/teacher", "iteration-1/retriever"]
     assert llm.calls == []
-    prior = Pipeline(tiny("distill.teacher=penalties", "distill.prior_weight=1"), out, llm=llm).run()
-    assert [name for name, r in ran(prior).items() if r] == ["iteration-1/teacher", "iteration-1/retriever"]
-    bm25 = Pipeline(tiny("distill.teacher=penalties", "distill.prior_weight=1", "distill.prior=bm25"), out, llm=llm)
-    bm25_ran = ran(bm25.run())
-    assert [name for name, r in bm25_ran.items() if r] == ["iteration-1/teacher", "iteration-1/retriever"]
     from llmr.pipeline.plan import plan
 
     assert [s.name for s in plan(tiny("distill.teacher=penalties"), rows={"sst2": 10})] == list(ran(first))
@@ -345,15 +394,9 @@ def test_plan_times_the_penalties_teacher_by_what_it_runs() -> None:
     def teacher(*sets: str):
         return {s.name: s for s in plan(tiny(*sets, "distill.top_n=8"), rows={"sst2": 1000})}["iteration-1/teacher"]
 
-    reward, labels, prior, bm25 = (
-        teacher(),
-        teacher("distill.teacher=penalties"),
-        teacher("distill.teacher=penalties", "distill.prior_weight=1"),
-        teacher("distill.teacher=penalties", "distill.prior_weight=1", "distill.prior=bm25"),
-    )
-    assert labels.seconds < 2 < prior.seconds < reward.seconds  # no model / encoder only / cross-encoder
-    assert bm25.seconds < 2 and bm25.work == "1,000 queries scored by BM25"
-    assert prior.work.endswith("texts encoded") and "labels only" in labels.work
+    reward, labels = teacher(), teacher("distill.teacher=penalties")
+    assert labels.seconds < 2 < reward.seconds  # no model / the cross-encoder
+    assert "labels only" in labels.work and "labels only" not in reward.work
 
 
 def test_a_plan_runs_nothing_and_a_long_run_needs_yes(tmp_path: Path) -> None:

@@ -67,90 +67,20 @@ def test_dataset_has_groups_of_four_with_teacher_labels() -> None:
     assert ds.column_names == ["query", "doc_1", "doc_2", "doc_3", "doc_4", "label"]
     assert len(ds) == 8 and ds[0]["query"] == "Review: wonderful movie"  # the query alone, no answer
     assert ds[0]["doc_1"].startswith("A note on cinema") and ds[0]["label"][0] == max(ds[0]["label"])
-    epr = retriever_dataset(cands, pool, RetrieverConfig(epochs=1, teacher="llm"))
+    epr = retriever_dataset(cands, pool, RetrieverConfig(epochs=1, loss="contrastive"))
     assert "label" not in epr.column_names
 
 
 @pytest.mark.slow  # real-model training or many LLM calls: CI's full run
-@pytest.mark.parametrize("teacher", ["reward", "llm"])
-def test_trained_retriever_learns_the_teachers_preference(tmp_path: Path, teacher: str) -> None:
+@pytest.mark.parametrize("loss", ["distill", "contrastive"])
+def test_trained_retriever_learns_the_teachers_preference(tmp_path: Path, loss: str) -> None:
     cands, pool = _data()
     before = _wins(resolve_encoder("all-minilm-l6-v2"), pool)
-    config = RetrieverConfig(teacher=teacher, epochs=6, batch_size=4, learning_rate=1e-4, bf16=False)  # type: ignore[arg-type]
+    config = RetrieverConfig(loss=loss, epochs=6, batch_size=4, learning_rate=1e-4, bf16=False)  # type: ignore[arg-type]
     out = train_retriever(cands, pool, tmp_path / "retriever", config)
     assert (out / "model.safetensors").exists() and (out / "modules.json").exists()
     after = _wins(str(out), pool)
     assert after > before, (before, after)
-
-
-def test_query_side_training_learns_and_routes(tmp_path: Path) -> None:
-    """Only the query encoder trains; the pool keeps MiniLM's embeddings, and the saved Router says so."""
-    from sentence_transformers import SentenceTransformer
-
-    cands, pool = _data()
-    before = _wins(resolve_encoder("all-minilm-l6-v2"), pool)
-    config = RetrieverConfig(train_side="query", epochs=6, batch_size=4, learning_rate=1e-4, bf16=False)
-    out = train_retriever(cands, pool, tmp_path / "retriever", config)
-    assert _wins(str(out), pool) > before
-    model, base = SentenceTransformer(str(out)), SentenceTransformer(resolve_encoder("all-minilm-l6-v2"))
-    doc = pool["g0"].contents
-    assert abs(model.encode_document(doc) - base.encode(doc)).max() < 1e-5  # documents: the base encoder
-    assert abs(model.encode_query(doc) - base.encode(doc)).max() > 1e-3  # queries: the trained one
-    assert not (out / "checkpoints").exists()
-
-
-@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
-def test_query_side_anchor_keeps_queries_in_the_pools_space(tmp_path: Path) -> None:
-    """Against a fixed pool, an unanchored query encoder drifts away from it (the quality study's top
-    cosine fell from 0.69 to 0.10); the anchor keeps each query near its base embedding."""
-    from sentence_transformers import SentenceTransformer
-
-    cands, pool = _data()
-    base = SentenceTransformer(resolve_encoder("all-minilm-l6-v2"))
-    queries = [c.query for c in cands]
-    start = base.encode(queries, normalize_embeddings=True)
-    kept = {}
-    for weight in (0.0, 5.0):
-        config = RetrieverConfig(
-            train_side="query", epochs=6, batch_size=4, learning_rate=3e-4, anchor_weight=weight, bf16=False
-        )
-        out = train_retriever(cands, pool, tmp_path / f"anchor-{weight}", config)
-        after = SentenceTransformer(str(out)).encode_query(queries, normalize_embeddings=True)
-        kept[weight] = float((after * start).sum(-1).mean())
-    assert kept[5.0] > kept[0.0] + 0.1, kept  # measured: 0.45 vs 0.25 at this (high) learning rate
-
-
-def test_query_side_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    """A run killed after a checkpoint picks up at its step and ends where an unbroken run ends."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    cands, pool = _data()
-    config = RetrieverConfig(train_side="query", epochs=2, batch_size=2, learning_rate=1e-4, bf16=False)
-    whole = train_retriever(cands, pool, tmp_path / "whole", config)
-
-    from llmr.training import query_side
-
-    calls = {"n": 0}
-    real = torch.optim.AdamW.step
-
-    def dying_step(self, *args, **kwargs):  # the kill: after 5 of 8 steps (a checkpoint was written at 4)
-        calls["n"] += 1
-        if calls["n"] > 5:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    torch.optim.AdamW.step = dying_step
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            query_side.train_query_side(cands, pool, tmp_path / "resumed", config, save_steps=4)
-    finally:
-        torch.optim.AdamW.step = real
-    assert (tmp_path / "resumed" / "checkpoints" / "state.pt").exists()
-    resumed = query_side.train_query_side(cands, pool, tmp_path / "resumed", config, save_steps=4)
-    q = "Review: charming movie"
-    a, b = SentenceTransformer(str(whole)).encode_query(q), SentenceTransformer(str(resumed)).encode_query(q)
-    assert abs(a - b).max() < 1e-4
 
 
 def test_cli_trains_a_loadable_retriever(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_no_usable_query_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # real-model training or many LLM calls: CI's full run
-def test_cli_trains_and_writes_teacher_scores(tmp_path: Path) -> None:
+def test_cli_trains_and_the_teacher_command_scores_with_it(tmp_path: Path) -> None:
     import json
 
     from typer.testing import CliRunner
@@ -76,32 +76,19 @@ def test_cli_trains_and_writes_teacher_scores(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "llm_scores.jsonl.gz", cands)
     args = ["train", "reward", "-s", str(tmp_path / "llm_scores.jsonl.gz"), "--data", str(tmp_path / "data")]
     args += ["-o", str(tmp_path / "reward"), "--epochs", "4", "--batch-size", "4", "--learning-rate", "5e-5"]
-    args += ["--score-all", str(tmp_path / "teacher.jsonl.gz")]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    teacher = list(DataDir(tmp_path).candidates("teacher"))
-    assert [t.doc_ids for t in teacher] == [c.doc_ids for c in cands]
-    assert sum(t.doc_scores[0] > t.doc_scores[-1] for t in teacher) >= 5
+    assert result.exit_code == 0 and "reward model ->" in result.output, result.output + repr(result.exception)
     manifest = json.loads((tmp_path / "reward" / "manifest.json").read_text())
     assert manifest["stage"] == "train.reward" and manifest["config"]["epochs"] == 4
+    assert "up to date" in CliRunner().invoke(app, args).output
 
-    # the teacher again with the base encoder's prior: the model is reused, the scores move by the prior
-    result = CliRunner().invoke(app, [*args, "--prior-weight", "0.5"])
+    teacher = ["train", "teacher", "-c", str(tmp_path / "llm_scores.jsonl.gz"), "-r", str(tmp_path / "reward")]
+    teacher += ["--data", str(tmp_path / "data"), "-o", str(tmp_path / "teacher.jsonl.gz")]
+    result = CliRunner().invoke(app, [*teacher, "--cache", str(tmp_path / "s.sqlite")])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "reward model ->" not in result.output and "teacher scores for" in result.output
-    with_prior = list(DataDir(tmp_path).candidates("teacher"))
-    assert all(
-        p != t
-        for w, r in zip(with_prior, teacher, strict=True)
-        for p, t in zip(w.doc_scores, r.doc_scores, strict=True)
-    )
-
-    # a BM25 prior is a new teacher file (its own settings), and an unknown prior is one clear error
-    result = CliRunner().invoke(app, [*args, "--prior-weight", "0.5", "--prior", "bm25"])
-    assert result.exit_code == 0 and "teacher scores for" in result.output, result.output
-    assert list(DataDir(tmp_path).candidates("teacher")) != with_prior
-    result = CliRunner().invoke(app, [*args, "--prior-weight", "0.5", "--prior", "tfidf"])
-    assert result.exit_code == 2 and "--prior" in result.output
+    scored = list(DataDir(tmp_path).candidates("teacher"))
+    assert [t.doc_ids for t in scored] == [c.doc_ids for c in cands]
+    assert sum(t.doc_scores[0] > t.doc_scores[-1] for t in scored) >= 5  # the trained model's order
 
 
 def test_long_pairs_keep_their_ends(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.scoring.cache import ScoreCache
 from llmr.training.reward import query_text
-from llmr.training.teacher import add_prior, teacher_scores
+from llmr.training.teacher import teacher_scores
 
 POOL = {
     "pos1": Passage(id="pos1", contents="Review: a joy\nPositive", task_name="sst2"),
@@ -59,22 +59,6 @@ def test_reward_with_penalties_scores_only_kept_candidates(reward_dir: Path) -> 
     assert mixed.doc_scores[1] == mixed.doc_scores[2] == PENALTY
     assert mixed.doc_scores[0] == pytest.approx(full.doc_scores[0], abs=1e-3)
     assert mixed.doc_scores[3] == pytest.approx(full.doc_scores[3], abs=1e-3)  # bf16: batch padding moves ~1e-4
-
-
-def test_the_prior_orders_kept_candidates_as_the_base_encoder_and_leaves_penalties() -> None:
-    from llmr.base.encoders import Encoder
-
-    [plain], _ = teacher_scores([_query()], POOL, "penalties")
-    seen: list[int] = []
-    [prior] = add_prior([plain], POOL, 0.5, temperature=0.05, on_texts=seen.append, chunk=2)
-    assert sum(seen) == 1 + 2  # each text once: the query and its two kept candidates
-    encoder = Encoder("all-minilm-l6-v2")
-    q = encoder.encode_queries(["Review: lovely"])[0]
-    docs = encoder.encode_documents([POOL[d].contents for d in ("pos1", "pos2")])
-    assert prior.doc_scores[1] == prior.doc_scores[2] == PENALTY  # another label, another task: untouched
-    assert [prior.doc_scores[0], prior.doc_scores[3]] == pytest.approx(
-        list(plain.doc_scores[0] + 0.5 * docs @ q / 0.05), abs=1e-3
-    )
 
 
 def test_top_n_cuts_each_list() -> None:
@@ -128,24 +112,51 @@ def test_teacher_scores_are_the_reward_models_logits(reward_dir: Path) -> None:
     assert full.doc_scores != pytest.approx(torch.sigmoid(torch.tensor(logits)).tolist(), abs=1e-2)
 
 
-def test_a_bm25_prior_orders_kept_candidates_by_bm25_over_the_pool_and_leaves_penalties() -> None:
-    from llmr.candidates.bm25 import BM25Retriever
+def test_the_teacher_command_is_the_pipelines_stage_with_its_penalties_cache_and_runtime(
+    reward_dir: Path, tmp_path: Path
+) -> None:
+    """`llmr train teacher` runs the pipeline's teacher stage: the config's penalties, the score cache, the
+    encoder runtime and the modes all reach it, and each is in the output's manifest."""
+    import json
 
-    query = _query().model_copy(update={"query": "Review: what a treat"})
-    [plain], _ = teacher_scores([query], POOL, "penalties")
-    seen: list[int] = []
-    [prior] = add_prior([plain], POOL, 0.5, "bm25", on_texts=seen.append)
-    assert sum(seen) == 1  # one query
-    pool = list(POOL.values())
-    expected = BM25Retriever(pool).scores(query.query, [pool.index(POOL["pos1"]), pool.index(POOL["pos2"])])
-    assert prior.doc_scores[1] == prior.doc_scores[2] == PENALTY  # another label, another task: untouched
-    assert [prior.doc_scores[0], prior.doc_scores[3]] == pytest.approx(list(0.5 * expected), abs=1e-5)
-    assert prior.doc_scores[3] > prior.doc_scores[0]  # "treat" is in pos2 only
-    with pytest.raises(ValueError, match="prior must be one of"):
-        add_prior([plain], POOL, 0.5, "tfidf")  # type: ignore[arg-type]
+    from typer.testing import CliRunner
 
+    from llmr.base.manifest import manifest_path
+    from llmr.cli import app
+    from llmr.data.jsonl import read_jsonl, write_jsonl
 
-def test_bm25_scores_a_query_without_known_terms_zero() -> None:
-    from llmr.candidates.bm25 import BM25Retriever
+    copa = CandidateList(
+        query_id="c",
+        query="It rained. What happened?",
+        answers=["A"],
+        options=["We got wet.", "We got dry."],
+        task_name="copa",
+        doc_ids=["copa"],
+        doc_scores=[0.0],
+    )
+    write_jsonl(tmp_path / "data" / "passages.jsonl.gz", POOL.values())
+    write_jsonl(tmp_path / "candidates.jsonl.gz", [_query(), copa])
+    out = tmp_path / "teacher.jsonl.gz"
+    args = ["train", "teacher", "-c", str(tmp_path / "candidates.jsonl.gz"), "-r", str(reward_dir), "-o", str(out)]
+    args += ["--data", str(tmp_path / "data"), "--cache", str(tmp_path / "s.sqlite"), "--teacher", "reward+penalties"]
 
-    assert list(BM25Retriever(list(POOL.values())).scores("zzz qqq", [0, 3])) == [0.0, 0.0]
+    def run(*extra: str) -> tuple[str, list[CandidateList], dict]:
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return result.output, list(read_jsonl(out, CandidateList)), json.loads(manifest_path(out).read_text())
+
+    output, [scored, _], manifest = run()
+    [expected], _ = teacher_scores([_query()], POOL, "reward+penalties", reward_dir)
+    assert scored.doc_scores == pytest.approx(expected.doc_scores, abs=1e-3)
+    assert scored.doc_scores[1] == scored.doc_scores[2] == PENALTY  # the scoring section's penalties
+    assert "3 pairs, 0 from the cache" in output  # pos1, pos2 and copa's own candidate
+    assert "up to date" in run()[0]
+    assert "3 pairs, 3 from the cache" in run("--force")[0]
+
+    output, [relaxed, _], manifest = run("--set", "scoring.penalize_label_mismatch=false")
+    assert relaxed.doc_scores[1] > PENALTY and relaxed.doc_scores[2] == PENALTY  # neg1 scored, copa still not
+    assert manifest["config"]["penalties"]["penalize_label_mismatch"] is False
+
+    output, taught, manifest = run("--modes", "cls", "--set", "encoder_runtime=onnx", "--teacher", "penalties")
+    assert [t.query_id for t in taught] == ["q"]  # copa is multiple choice: not distilled
+    assert manifest["config"]["encoder_runtime"] == "onnx" and manifest["config"]["distill"]["modes"] == ["cls"]

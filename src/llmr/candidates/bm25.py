@@ -49,13 +49,5 @@ class BM25Retriever:
         )
         return np.asarray(docs), np.asarray(scores)
 
-    def scores(self, query: str, indices: Sequence[int]) -> np.ndarray:
-        """BM25 of `query` against the pool items at `indices` (0 where it shares no term with them)."""
-        [tokens] = self._tokenize([query])
-        ids = self._index.get_tokens_ids(list(tokens))
-        if not ids:
-            return np.zeros(len(indices), dtype=np.float32)
-        return self._index.get_scores_from_ids(ids)[np.asarray(indices, dtype=np.int64)]
-
     def _tokenize(self, queries: Sequence[str]) -> list[list[str]]:
         return bm25s.tokenize(list(queries), stopwords="en", stemmer=self._stem, return_ids=False, show_progress=False)

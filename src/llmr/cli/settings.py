@@ -3,7 +3,9 @@
 `@stage_settings("retriever")` gives a command one --option per setting of the pipeline's `retriever`
 section (nested ones with their prefix: --groups-n-negatives), each with the default and help written
 once in the config class, plus `--config FILE` (a pipeline YAML: its sections) and `--set key=value`.
-The command receives the validated section objects. Precedence: defaults < file < --options < --set.
+The command receives the validated section objects (and, with a `config` parameter, the whole
+PipelineConfig: settings outside its sections come from --config and --set).
+Precedence: defaults < file < --options < --set.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def _plain(hint: Any) -> Any:
     """The type typer parses (Optional unwrapped; a Literal is checked against its choices)."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is list:  # typer takes no list of Literals; the config checks the items
+        return list[str]
     return hint
 
 
@@ -73,7 +77,9 @@ def stage_settings(*sections: str) -> Callable[[Callable[..., Any]], Callable[..
     section as the keyword argument of the same name."""
 
     def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
-        own = [p for p in inspect.signature(command).parameters.values() if p.name not in sections]
+        given_config = "config" in inspect.signature(command).parameters  # the whole validated config too
+        drop = {*sections, "config"}
+        own = [p for p in inspect.signature(command).parameters.values() if p.name not in drop]
         defaults = PipelineConfig()
         generated: dict[str, tuple[str, _Setting]] = {}
         for section in sections:
@@ -110,9 +116,10 @@ def stage_settings(*sections: str) -> Callable[[Callable[..., Any]], Callable[..
                 cfg = PipelineConfig.load(config_file, [*given, *overrides])
             except (ValueError, OSError) as exc:
                 raise typer.BadParameter(str(exc), param_hint="--config / --set / options") from None
+            kwargs |= {"config": cfg} if given_config else {}
             return command(**kwargs, **{section: getattr(cfg, section) for section in sections})
 
-        return with_parameters(run, command, drop=set(sections), extra=extra)
+        return with_parameters(run, command, drop=drop, extra=extra)
 
     return wrap
 

@@ -1,8 +1,8 @@
-"""`llmr train reward|retriever`: the reward model from LLM feedback, its teacher scores, the retriever.
+"""`llmr train reward|teacher|retriever`: the reward model from LLM feedback, the teacher's scores, the retriever.
 
-Settings are the pipeline's `reward` / `retriever` sections (`cli/settings.py`): every one is an
+Settings are the pipeline's `reward` / `distill` / `retriever` sections (`cli/settings.py`): every one is an
 --option, `--config` reads them from a pipeline YAML. A finished output with the same settings and
-inputs is not redone (`--force` redoes it). Both run as they are under
+inputs is not redone (`--force` redoes it). reward and retriever run as they are under
 `torchrun --nproc-per-node N -m llmr.cli train ...` (DDP; gloo on CPU).
 """
 
@@ -14,23 +14,22 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from llmr.base.encoders import DEFAULT_ENCODER
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
-from llmr.base.progress import progress_bar
 from llmr.cli.settings import stage_settings
 from llmr.data.directory import DataDir
-from llmr.data.jsonl import read_jsonl, write_jsonl
+from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList
 from llmr.distributed.ddp import is_main_process
-from llmr.pipeline.config import DistillSection
+from llmr.pipeline import stages
+from llmr.pipeline.config import DistillSection, PipelineConfig
 from llmr.training.retriever import RetrieverConfig, train_retriever
 from llmr.training.reward import RewardConfig, train_reward_model
-from llmr.training.teacher import PRIORS, TEACHERS, add_prior, teacher_scores
 
-app = typer.Typer(help="Train the reward model and the retriever from LLM feedback.", no_args_is_help=True)
+app = typer.Typer(
+    help="Train the reward model from LLM feedback, score with the teacher, train the retriever.", no_args_is_help=True
+)
 console = Console()
-DISTILL = DistillSection()
 
 
 def _inputs(data: Path, **files: Path) -> dict[str, str]:
@@ -46,66 +45,56 @@ def reward(
     scores: Path = typer.Option(..., "--scores", "-s", help="LLM-scored candidate lists from `llmr score`."),
     data: Path = typer.Option(Path("runs/data"), help="Data folder with the pool (passages)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the reward model (a CrossEncoder folder)."),
-    score_all: Path = typer.Option(
-        None,
-        "--score-all",
-        help="Also write teacher scores for the candidate lists of --candidates (default: --scores) to this file.",
-    ),
-    candidates_file: Path = typer.Option(
-        None, "--candidates", help="Candidate lists the teacher scores (e.g. `llmr candidates` for many more queries)."
-    ),
-    teacher: str = typer.Option(DISTILL.teacher, help=f"Teacher scores: {', '.join(TEACHERS)}."),
-    top_n: int = typer.Option(DISTILL.top_n, help="Candidates per query the teacher scores (the first N of each)."),
-    prior_weight: float = typer.Option(
-        DISTILL.prior_weight, min=0, help=DistillSection.model_fields["prior_weight"].description
-    ),
-    prior: str = typer.Option(DISTILL.prior, help=DistillSection.model_fields["prior"].description),
-    prior_model: str = typer.Option(
-        DEFAULT_ENCODER, help="With --prior-weight and --prior encoder: the base encoder (the retriever's start)."
-    ),
     force: bool = typer.Option(False, help="Redo even when the output matches these settings and inputs."),
 ) -> None:
     """Train a cross-encoder on (query + answer, candidate) with a listwise loss over the LLM's preferences."""
-    if teacher not in TEACHERS:
-        raise typer.BadParameter(f"use one of {', '.join(TEACHERS)}", param_hint="--teacher")
-    if prior not in PRIORS:
-        raise typer.BadParameter(f"use one of {', '.join(PRIORS)}", param_hint="--prior")
-    passages = {p.id: p for p in DataDir(data).passages()}
-    candidates = list(read_jsonl(scores, CandidateList))
     inputs = _inputs(data, scores=scores)
     settings = {"stage": "train.reward", **asdict(reward)}
-    if force or not is_up_to_date(out, settings, inputs):
-        train_reward_model(candidates, passages, out, reward)
-        if not is_main_process():  # under torchrun, process 0 writes the manifest and the teacher scores
-            return
-        write_manifest(
-            out / "manifest.json", "train.reward", settings, inputs=inputs, outputs=[out / "model.safetensors"]
-        )
-        console.print(f"reward model -> {out}")
-    else:
+    if not force and is_up_to_date(out, settings, inputs):
         console.print(f"{out} is up to date (same settings and inputs); --force redoes it")
-    if not score_all or not is_main_process():
         return
-    teacher_inputs = inputs | ({"candidates": file_fingerprint(candidates_file)} if candidates_file else {})
-    teacher_inputs["reward_model"] = file_fingerprint(out / "model.safetensors")
-    teacher_settings = {"stage": "train.reward.score_all", "teacher": teacher, "top_n": top_n}
-    if prior_weight:
-        teacher_settings |= {"prior_weight": prior_weight}
-        teacher_settings |= {"prior_model": prior_model} if prior == "encoder" else {"prior": prior}
-    if not force and is_up_to_date(score_all, teacher_settings, teacher_inputs):
-        console.print(f"{score_all} is up to date; --force redoes it")
+    passages = {p.id: p for p in DataDir(data).passages()}
+    train_reward_model(list(read_jsonl(scores, CandidateList)), passages, out, reward)
+    if not is_main_process():  # under torchrun, process 0 writes the manifest
         return
-    lists = list(read_jsonl(candidates_file, CandidateList)) if candidates_file else candidates
-    with progress_bar("pairs") as bar:
-        task = bar.add_task("teacher scores", total=None)
-        scored, _ = teacher_scores(
-            lists, passages, teacher, out, top_n=top_n, on_pairs=lambda n: bar.update(task, advance=n)
-        )  # type: ignore[arg-type]
-    if prior_weight:
-        scored = add_prior(scored, passages, prior_weight, prior, prior_model)  # type: ignore[arg-type]
-    write_jsonl(score_all, scored)
-    write_manifest(manifest_path(score_all), "train.reward.score_all", teacher_settings, teacher_inputs, [score_all])
-    console.print(f"teacher scores for {len(scored):,} queries -> {score_all}")
+    write_manifest(out / "manifest.json", "train.reward", settings, inputs=inputs, outputs=[out / "model.safetensors"])
+    console.print(f"reward model -> {out}")
+
+
+@app.command("teacher")
+@stage_settings("distill")
+def teacher(
+    distill: DistillSection,
+    config: PipelineConfig,
+    candidates: Path = typer.Option(
+        ..., "--candidates", "-c", help="Candidate lists to score (`llmr candidates`: many more queries)."
+    ),
+    reward_model: Path = typer.Option(
+        None,
+        "--reward-model",
+        "-r",
+        help="The reward model (`llmr train reward`); --teacher penalties needs none.",
+    ),
+    data: Path = typer.Option(Path("runs/data"), help="Data folder with the pool (passages)."),
+    out: Path = typer.Option(..., "--out", "-o", help="File for the teacher-scored lists (`llmr train retriever -s`)."),
+    cache: Path = typer.Option(None, help="Score cache (SQLite). Default: $LLMR_CACHE/scores.sqlite."),
+    force: bool = typer.Option(False, help="Redo even when the output matches these settings and inputs."),
+) -> None:
+    """Score every candidate list with the teacher: the pipeline's teacher stage. The penalties and the
+    runtime come from the config: --set scoring.penalize_other_task=false, --set encoder_runtime=onnx."""
+    inputs = _inputs(data, candidates=candidates)
+    if reward_model:
+        inputs["reward_model"] = file_fingerprint(reward_model / "model.safetensors")
+    settings = {"stage": "train.teacher", **stages.teacher_settings(config)}
+    if not force and is_up_to_date(out, settings, inputs):
+        console.print(f"{out} is up to date (same settings and inputs); --force redoes it")
+        return
+    report = stages.teacher(data, candidates, reward_model, config, cache, out)
+    write_manifest(manifest_path(out), "train.teacher", settings, inputs, [out])
+    console.print(
+        f"teacher scores for {report['queries']:,} queries ({report['pairs']:,} pairs, "
+        f"{report['cached']:,} from the cache) -> {out}"
+    )
 
 
 @app.command("retriever")
@@ -116,7 +105,7 @@ def retriever(
         ...,
         "--scores",
         "-s",
-        help="Teacher-scored candidate lists (`llmr train reward --score-all`), or LLM-scored ones with --teacher llm.",
+        help="Teacher-scored candidate lists (`llmr train teacher`), or LLM-scored ones with --loss contrastive (EPR).",
     ),
     data: Path = typer.Option(Path("runs/data"), help="Data folder with the pool (passages)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the retriever (a sentence-transformers folder)."),

@@ -17,7 +17,7 @@ from llmr.scoring.feedback import ScoringConfig
 from llmr.tasks.base import Mode
 from llmr.training.retriever import RetrieverConfig
 from llmr.training.reward import RewardConfig
-from llmr.training.teacher import Prior, Teacher
+from llmr.training.teacher import Teacher
 
 
 class Section(BaseModel):
@@ -54,17 +54,14 @@ class LLMSection(Section):
 class DistillSection(Section):
     """What the retriever is distilled from: the teacher's scores over every mined training query."""
 
-    teacher: Teacher = "reward"  # reward (the paper), reward+penalties, or penalties (the heuristics alone)
-    top_n: int = Field(100, ge=2)  # candidates per query the teacher scores (the paper: up to 100)
-    # Iteration >= 2: train from the base encoder on every iteration's teacher data so far (the authors'
-    # recipe); false: on this iteration's alone.
-    union: bool = True
-    # Where the teacher has no signal (no label to penalize, a reward model near chance) the retriever then
-    # learns the prior's order, not a flat one; encoder at weight 1 makes the teacher there the base
-    # encoder's own softmax. Neither beat the labels alone (benchmarks/RESULTS.md, eighth and eleventh looks).
-    prior: Prior = Field("encoder", description="The order added to kept candidates: encoder (cos/tau) or bm25.")
-    prior_weight: float = Field(
-        0.0, ge=0, description="Add weight x the prior's score to every kept candidate's teacher score (0: none)."
+    teacher: Teacher = Field(
+        "reward", description="Its scores: reward (the paper), reward+penalties, or penalties (the heuristics alone)."
+    )
+    top_n: int = Field(100, ge=2, description="Candidates per query the teacher scores (the paper: up to 100).")
+    union: bool = Field(
+        True,
+        description="Iteration >= 2: the retriever trains from the base encoder on every iteration's teacher data "
+        "so far (the authors' recipe); false: on this iteration's alone.",
     )
     # The ninth look (benchmarks/RESULTS.md): multiple choice falls as more of its queries are distilled.
     modes: list[Mode] = Field(
@@ -110,6 +107,15 @@ class PipelineConfig(Section):
         return self.distill.teacher != "penalties"
 
 
+# Settings that were removed, and why: a config naming one fails with that reason, not a silent default.
+RETIRED = {
+    "distill.prior": "refuted twice as a teacher prior (benchmarks/RESULTS.md, eighth and eleventh looks)",
+    "distill.prior_weight": "the teacher prior was refuted twice (benchmarks/RESULTS.md, eighth and eleventh looks)",
+    "retriever.train_side": "query-side training lost 2.6 points to both sides (benchmarks/RESULTS.md, sixth look)",
+    "retriever.document_max_length": "query-side training, its user, lost (benchmarks/RESULTS.md, sixth look)",
+    "retriever.anchor_weight": "query-side training, its user, lost (benchmarks/RESULTS.md, sixth look)",
+    "retriever.teacher": "renamed retriever.loss (reward -> distill, llm -> contrastive); EPR is `epr: true`",
+}
 C = TypeVar("C", bound=BaseModel)
 SHIPPED = Path(__file__).parent / "configs"  # configs installed with llmr, run by name: `llmr pipeline cpu-6tasks`
 
@@ -141,14 +147,29 @@ def load_config(cls: type[C], path: Path | str | None, overrides: list[str] | No
             raise ValueError(f"{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{where}: the top level must be a mapping of sections")
+    raw = apply_overrides(raw, overrides or [])
+    for key in _leaves(raw):
+        retired = next((r for r in RETIRED if key == r or key.endswith("." + r)), None)
+        if retired:
+            raise ValueError(f"{where}: {key} was removed: {RETIRED[retired]}")
     try:
         # Over the defaults, so a partial nested section (retriever.groups) keeps its parent's defaults
         # rather than its own class's (the retriever's 3 negatives, not GroupConfig's 7).
-        return cls.model_validate(_deep_merge(cls().model_dump(), apply_overrides(raw, overrides or [])))
+        return cls.model_validate(_deep_merge(cls().model_dump(), raw))
     except ValidationError as exc:
         err = exc.errors()[0]  # one line: the setting, its value, and what is wrong
         name = ".".join(str(p) for p in err["loc"])
         raise ValueError(f"{where}: {name} = {err.get('input')!r}: {err['msg']}") from None
+
+
+def _leaves(raw: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted key of a nested mapping (a section's own key too)."""
+    keys = []
+    for key, value in raw.items():
+        keys.append(prefix + str(key))
+        if isinstance(value, dict):
+            keys += _leaves(value, f"{prefix}{key}.")
+    return keys
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -77,12 +77,6 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
                 out.append(PlannedStage(f"iteration-{it}/reward", f"{reward:,.0f} pairs trained", seconds))
         if cfg.uses_reward:
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs", slow * teacher / RATES["teacher"]))
-        elif cfg.distill.prior_weight and cfg.distill.prior == "bm25":  # sparse dot products: seconds
-            out.append(PlannedStage(f"iteration-{it}/teacher", f"{distilled:,} queries scored by BM25", 1.0))
-        elif cfg.distill.prior_weight:  # the prior encodes each query and its kept candidates
-            texts = distilled * (1 + cfg.distill.top_n)
-            seconds = slow * texts / RATES["dense"]
-            out.append(PlannedStage(f"iteration-{it}/teacher", f"{texts:,} texts encoded", seconds))
         else:  # labels only: no model runs
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs, labels only", 1.0))
         out += [

@@ -22,7 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,7 +34,8 @@ from llmr.distributed.engine import Engine
 from llmr.llm import load_llm
 from llmr.llm.base import LLM
 from llmr.pipeline import stages
-from llmr.pipeline.config import DistillSection, PipelineConfig
+from llmr.pipeline.config import PipelineConfig
+from llmr.training.retriever import RetrieverConfig, epr_config
 
 STAGE_VERSION = 2  # bump when a stage's code changes what it writes
 
@@ -180,26 +181,23 @@ class Pipeline:
                     [data, scored],
                     lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
                 )
-            penalties = {k: v for k, v in asdict(cfg.scoring).items() if k.startswith("penalize")}
-            # settings added later add nothing to the key at their defaults: older stages still count as done
-            default = DistillSection().model_dump()
-            distill = {
-                k: v
-                for k, v in cfg.distill.model_dump(exclude={"union"}).items()
-                if k not in ("prior", "prior_weight", "modes") or v != default[k]
-            }
             teacher = self.stage(
                 prefix + "teacher",
-                {"distill": distill, "penalties": penalties, **runtime},
+                stages.teacher_settings(cfg),
                 [data, cands, *([reward] if reward else [])],
                 lambda path, c=cands, r=reward: stages.teacher(
-                    data.path, c.path, r.path if r else None, cfg, self.cache, path
+                    data.path,
+                    c.path / stages.CANDIDATES_FILE,
+                    r.path if r else None,
+                    cfg,
+                    self.cache,
+                    path / stages.TEACHER_FILE,
                 ),
             )
             teachers = [*teachers, teacher] if cfg.distill.union else [teacher]
             retriever = self.stage(
                 prefix + "retriever",
-                {"retriever": asdict(cfg.retriever), **split},
+                {"retriever": _keyed(cfg.retriever), **split},
                 [data, *teachers],
                 lambda path, ts=teachers: stages.retriever(
                     data.path,
@@ -211,13 +209,12 @@ class Pipeline:
                 ),
             )
             if it == 1 and cfg.epr:
-                epr = replace(cfg.retriever, teacher="llm")
                 self.stage(
                     prefix + "epr",
-                    {"retriever": asdict(epr), **split},
+                    {"retriever": _keyed(epr_config(cfg.retriever)), **split},
                     [data, scored, teacher],  # teacher: its scores measure agreement on held-back queries
-                    lambda path, s=scored, t=teacher, c=epr: stages.retriever(
-                        data.path, [s.path / stages.SCORES_FILE], t.path / stages.TEACHER_FILE, c, self._is_train, path
+                    lambda path, s=scored, t=teacher: stages.epr(
+                        data.path, s.path / stages.SCORES_FILE, t.path / stages.TEACHER_FILE, cfg, self._is_train, path
                     ),
                 )
         if not self._dry:
@@ -248,6 +245,14 @@ class Pipeline:
             f"[bold green]done[/] in {seconds:,.0f} s: retriever -> {final.path} "
             f"(also {self.out / 'retriever'}, pool {self.out / 'data'}); SentenceTransformer('{final.path}') loads it"
         )
+
+
+def _keyed(config: RetrieverConfig) -> dict[str, Any]:
+    """The retriever's settings under their names before issue 31 (teacher, not loss; the query-side knobs
+    at their defaults), so retrievers trained before still count as done."""
+    settings = asdict(config)
+    teacher = {"distill": "reward", "contrastive": "llm"}[settings.pop("loss")]
+    return {**settings, "teacher": teacher, "train_side": "both", "document_max_length": 256, "anchor_weight": 5.0}
 
 
 def _short(report: dict[str, Any]) -> str:

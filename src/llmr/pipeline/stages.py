@@ -3,7 +3,9 @@ and returns a small report (counts, agreement on held-back queries) for the run'
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +19,14 @@ from llmr.data.schema import CandidateList
 from llmr.data.sources import SPLITS, RowSource, open_source
 from llmr.distributed.engine import Engine
 from llmr.llm.base import LLM
-from llmr.pipeline.config import DataSection, PipelineConfig
+from llmr.pipeline.config import DataSection, DistillSection, PipelineConfig
 from llmr.scoring.cache import ScoreCache
 from llmr.scoring.feedback import make_jobs, score_to_file
 from llmr.tasks import TASKS, Task, resolve_tasks
 from llmr.training.agreement import agreement, kept_above_penalized, retriever_similarities
-from llmr.training.retriever import RetrieverConfig, train_retriever
+from llmr.training.retriever import RetrieverConfig, epr_config, train_retriever
 from llmr.training.reward import train_reward_model
-from llmr.training.teacher import add_prior, teacher_scores
+from llmr.training.teacher import teacher_scores
 
 CANDIDATES_FILE = "candidates.jsonl.gz"
 SCORES_FILE = "scores.jsonl.gz"
@@ -99,20 +101,29 @@ def reward(data_dir: Path, scores_dir: Path, cfg: PipelineConfig, is_train: IsTr
     return report
 
 
+def teacher_settings(cfg: PipelineConfig) -> dict[str, Any]:
+    """What the teacher's scores depend on: its key in the pipeline, its manifest under `llmr train teacher`.
+    Settings added later add nothing at their defaults, so older stages still count as done."""
+    default = DistillSection().model_dump()
+    distill = {k: v for k, v in cfg.distill.model_dump(exclude={"union"}).items() if k != "modes" or v != default[k]}
+    penalties = {k: v for k, v in asdict(cfg.scoring).items() if k.startswith("penalize")}
+    runtime = {} if cfg.encoder_runtime == "torch" else {"encoder_runtime": cfg.encoder_runtime}
+    return {"distill": distill, "penalties": penalties, **runtime}
+
+
 def teacher(
     data_dir: Path,
-    candidates_dir: Path,
+    candidates_file: Path,
     reward_dir: Path | None,
     cfg: PipelineConfig,
     cache: Path | str | None,
-    path: Path,
+    out: Path,
 ) -> dict[str, Any]:
-    """The teacher scores the first `distill.top_n` candidates of every mined query (train and held back)
-    of the tasks in `distill.modes`."""
-    import time
-
+    """The teacher (`distill.teacher`, with `scoring`'s penalties, in `encoder_runtime`) scores the first
+    `distill.top_n` candidates of every list in `candidates_file` (train and held back) of the tasks in
+    `distill.modes`, into the file `out`; the pipeline's stage and `llmr train teacher` both run this."""
     passages = {p.id: p for p in DataDir(data_dir).passages()}
-    mined = read_jsonl(candidates_dir / CANDIDATES_FILE, CandidateList)
+    mined = read_jsonl(candidates_file, CandidateList)
     mined = [c for c in mined if TASKS[c.task_name].mode in cfg.distill.modes]
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
     started = time.perf_counter()
@@ -132,21 +143,8 @@ def teacher(
             )
     finally:
         store.close()
-    if cfg.distill.prior_weight:
-        with progress_bar("texts") as bar:
-            task = bar.add_task(f"prior ({cfg.distill.prior}): texts", total=None)
-            scored = add_prior(
-                scored,
-                passages,
-                cfg.distill.prior_weight,
-                cfg.distill.prior,
-                cfg.retriever.model,
-                cfg.retriever.temperature,
-                cfg.encoder_runtime,
-                on_texts=lambda n: bar.update(task, advance=n),
-            )
     seconds = time.perf_counter() - started
-    write_jsonl(path / TEACHER_FILE, scored)
+    write_jsonl(out, scored)
     rate = stats["scored"] / seconds if stats["scored"] else None
     return {"queries": len(scored), **stats, "pairs_per_s": rate}
 
@@ -171,3 +169,11 @@ def retriever(
         report["initial_agreement_with_teacher"] = agreement(held, retriever_similarities(config.model, held, passages))
         report["agreement_with_teacher"] = agreement(held, retriever_similarities(str(path), held, passages))
     return report
+
+
+def epr(
+    data_dir: Path, scores_file: Path, teacher_file: Path, cfg: PipelineConfig, is_train: IsTrain, path: Path
+) -> dict[str, Any]:
+    """The EPR baseline: the retriever with EPR's contrastive loss on the LLM's own scores (`scores_file`), no
+    reward model; agreement is measured against the teacher, as for LLM-R's retriever."""
+    return retriever(data_dir, [scores_file], teacher_file, epr_config(cfg.retriever), is_train, path)

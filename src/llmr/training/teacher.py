@@ -6,10 +6,6 @@ and candidates (the paper: ~591k queries x up to 100 candidates). Teachers:
 - "reward+penalties": the same, but candidates the scoring heuristics penalize (another task's, or
   for classification another label's) keep -100 without a model call, as in the LLM's own feedback;
 - "penalties": 0 or -100 from the heuristics alone, no model (an ablation: what the labels alone teach).
-`add_prior` adds weight x cos(query, candidate) / tau under the base encoder, or weight x BM25(query,
-candidate), to every kept candidate: where the teacher has no signal (multiple choice and generation: no
-label to penalize; a reward model near chance) its order becomes the base encoder's (what the retriever
-starts from) or BM25's (what wins generation at this LLM size), not a flat one.
 Model scores go to a SQLite cache keyed by the reward model's weights, its number format and the pair,
 committed in chunks: a killed run resumes without rescoring. The model runs in bf16 where the hardware
 computes it natively (~2x on AVX-512 BF16 CPUs; benchmarks/training_speed.py measures how often bf16
@@ -23,9 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from llmr.base.encoders import DEFAULT_ENCODER, Encoder, default_dtype
+from llmr.base.encoders import default_dtype
 from llmr.base.files import file_fingerprint
 from llmr.base.runtime import ExportedModel, Runtime, export_folder
 from llmr.data.schema import PENALTY, CandidateList, Passage
@@ -36,8 +30,6 @@ from llmr.training.reward import query_text
 
 Teacher = Literal["reward", "reward+penalties", "penalties"]
 TEACHERS: tuple[str, ...] = ("reward", "reward+penalties", "penalties")
-Prior = Literal["encoder", "bm25"]
-PRIORS: tuple[str, ...] = ("encoder", "bm25")
 
 
 def teacher_scores(
@@ -83,81 +75,6 @@ def teacher_scores(
         scores = [PENALTY if p is None else (found[pair_key(*p)].logprob if found else 0.0) for p in row]
         out.append(cands.model_copy(update={"doc_scores": scores}))
     return out, stats
-
-
-def add_prior(
-    lists: Sequence[CandidateList],
-    passages: Mapping[str, Passage],
-    weight: float,
-    prior: Prior = "encoder",
-    model: str = DEFAULT_ENCODER,
-    temperature: float = 0.01,
-    runtime: Runtime = "torch",
-    on_texts: Callable[[int], None] | None = None,
-    chunk: int = 1024,
-) -> list[CandidateList]:
-    """The lists with weight x the prior's score added to every kept (not penalized) score: cos(query,
-    candidate) / `temperature` under `model` (the base encoder; each query and kept candidate encoded once),
-    or BM25(query, candidate) over `passages` (the pool). `on_texts(n)` reports progress."""
-    if prior not in PRIORS:
-        raise ValueError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
-    kept = [[i for i, s in zip(c.doc_ids, c.doc_scores, strict=True) if s > PENALTY] for c in lists]
-    if prior == "bm25":
-        values = _bm25_prior(lists, kept, passages, on_texts)
-    else:
-        values = _encoder_prior(lists, kept, passages, model, runtime, on_texts, chunk)
-        values = [v / temperature for v in values]
-    out = []
-    for c, ids, v in zip(lists, kept, values, strict=True):
-        extra = dict(zip(ids, (weight * float(x) for x in v), strict=True))
-        scores = [s if s <= PENALTY else s + extra[i] for i, s in zip(c.doc_ids, c.doc_scores, strict=True)]
-        out.append(c.model_copy(update={"doc_scores": scores}))
-    return out
-
-
-def _encoder_prior(
-    lists: Sequence[CandidateList],
-    kept: Sequence[Sequence[str]],
-    passages: Mapping[str, Passage],
-    model: str,
-    runtime: Runtime,
-    on_texts: Callable[[int], None] | None,
-    chunk: int,
-) -> list[np.ndarray]:
-    encoder = Encoder(model, runtime=runtime)
-
-    def encode(texts: list[str], method: Callable[[list[str]], np.ndarray]) -> list[np.ndarray]:
-        vectors: list[np.ndarray] = []
-        for start in range(0, len(texts), chunk):
-            vectors.extend(method(texts[start : start + chunk]))
-            if on_texts:
-                on_texts(min(chunk, len(texts) - start))
-        return vectors
-
-    queries = sorted({c.query for c in lists})
-    docs = sorted({d for ids in kept for d in ids})
-    q = dict(zip(queries, encode(queries, encoder.encode_queries), strict=True))
-    d = dict(zip(docs, encode([passages[i].contents for i in docs], encoder.encode_documents), strict=True))
-    return [np.array([q[c.query] @ d[i] for i in ids]) for c, ids in zip(lists, kept, strict=True)]
-
-
-def _bm25_prior(
-    lists: Sequence[CandidateList],
-    kept: Sequence[Sequence[str]],
-    passages: Mapping[str, Passage],
-    on_texts: Callable[[int], None] | None,
-) -> list[np.ndarray]:
-    from llmr.candidates.bm25 import BM25Retriever
-
-    pool = list(passages.values())
-    position = {p.id: n for n, p in enumerate(pool)}
-    bm25 = BM25Retriever(pool)
-    values = []
-    for c, ids in zip(lists, kept, strict=True):
-        values.append(bm25.scores(c.query, [position[i] for i in ids]))
-        if on_texts:
-            on_texts(1)
-    return values
 
 
 def _model_scores(
