@@ -5,7 +5,7 @@ time there is no answer); pool items are embedded as they are (query + answer). 
 - "distill" (LLM-R): KL to the scores over 1 positive + 3 hard negatives + 0.2 × in-batch InfoNCE
   (DistillationLoss);
 - "contrastive" (EPR's): InfoNCE only, positive = a top candidate, hard negatives from the bottom
-  (MultipleNegativesRankingLoss); EPR (`epr_config`) is it on the LLM's own scores.
+  (MultipleNegativesRankingLoss); EPR is this loss on the LLM's own scores (`epr_config`).
 The result is a plain sentence-transformers folder (safetensors): `SentenceTransformer(path)` loads it.
 """
 
