@@ -143,7 +143,8 @@ def test_the_teacher_command_is_the_pipelines_stage_with_its_penalties_cache_and
     def run(*extra: str) -> tuple[str, list[CandidateList], dict]:
         result = CliRunner().invoke(app, [*args, *extra])
         assert result.exit_code == 0, result.output + repr(result.exception)
-        return result.output, list(read_jsonl(out, CandidateList)), json.loads(manifest_path(out).read_text())
+        output = " ".join(result.output.split())  # rich wraps long paths
+        return output, list(read_jsonl(out, CandidateList)), json.loads(manifest_path(out).read_text())
 
     output, [scored, _], manifest = run()
     [expected], _ = teacher_scores([_query()], POOL, "reward+penalties", reward_dir)
