@@ -18,7 +18,16 @@ from llmr.data.directory import DataDir
 from llmr.data.schema import PENALTY, CandidateList, Passage
 from llmr.prompt import build_prompt
 from llmr.scoring.cache import ScoreCache, pair_key
-from llmr.scoring.feedback import ScoringConfig, cache_namespace, collect, make_jobs, plan, run_scoring, sample_doc_ids
+from llmr.scoring.feedback import (
+    MARGIN,
+    ScoringConfig,
+    cache_namespace,
+    collect,
+    make_jobs,
+    plan,
+    run_scoring,
+    sample_doc_ids,
+)
 
 POOL = {
     p.id: p
@@ -71,8 +80,8 @@ def test_margin_signal_is_gold_minus_best_other_answer(tmp_path: Path) -> None:
     sst2, copa = make_jobs([SST2, COPA], POOL, config)
     (context, target) = sst2.pairs[0][0]
     assert context == build_prompt([POOL["s0"].contents], SST2.query)
-    assert json.loads(target) == {"gold": "Positive", "others": ["Negative"], "mean": False}
-    assert json.loads(copa.pairs[0][0][1])["gold"] == "It fell off the table."  # the option's text, averaged
+    assert json.loads(target.removeprefix(MARGIN)) == {"gold": "Positive", "others": ["Negative"], "mean": False}
+    assert json.loads(copa.pairs[0][0][1].removeprefix(MARGIN))["gold"] == "It fell off the table."  # averaged
     llm, cache = FakeLLM(), ScoreCache(tmp_path / "c.sqlite")
     run_scoring([sst2, copa], llm, cache, config)
     out = list(collect([sst2, copa], cache_namespace(llm.fingerprint, config), cache))

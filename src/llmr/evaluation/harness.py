@@ -22,7 +22,8 @@ from llmr.data.schema import Passage, Record
 from llmr.distributed.engine import Engine, as_engine
 from llmr.evaluation.inference import best, option_loglikelihoods, predict
 from llmr.evaluation.metrics import example_scores
-from llmr.evaluation.selectors import Example, SelectionMethod, make_selector
+from llmr.evaluation.rerank import make_method
+from llmr.evaluation.selectors import Example, SelectionMethod, with_options
 from llmr.llm.base import LLM
 from llmr.prompt import build_prompt, examples_within_budget
 from llmr.tasks import TASKS
@@ -36,6 +37,8 @@ class EvalSettings:
     max_new_tokens: int = 64
     chunk: int = 16  # queries per committed chunk
     encoder_runtime: Runtime = "torch"  # of the dense selectors (the pool and each query)
+    diversity: float | None = None  # bm25, dense, retrievers: MMR over the top max(40, 4k) (0-1; None: off)
+    balance_labels: bool = False  # the same: round-robin over the candidates' answers
 
 
 class OutcomeCache(Store):
@@ -158,6 +161,7 @@ def evaluate_methods(
     """
     from rich.console import Console
 
+    engine = as_engine(llm)
     names = [spec.split(":", 1)[0] for spec in specs]
     if len(set(names)) < len(names):
         raise ValueError(f"methods need distinct names (the part before ':'): {', '.join(specs)}")
@@ -169,11 +173,12 @@ def evaluate_methods(
             start = time.perf_counter()
             for seed in seeds if name in SEEDED else seeds[:1]:
                 with Console(stderr=True).status(f"preparing {spec}"):
-                    selector = make_selector(spec, passages, seed, index_dir, settings.encoder_runtime)
+                    selector = make_method(spec, passages, engine, seed, index_dir, settings.encoder_runtime)
+                    selector = with_options(selector, settings.diversity, settings.balance_labels)
                 for k in ks:
                     task = bar.add_task(f"{name} k={k} seed={seed}", total=len(records))
                     outcomes = evaluate(
-                        llm, selector, records, k, cache, settings, on_chunk=lambda n, t=task: bar.advance(t, n)
+                        engine, selector, records, k, cache, settings, on_chunk=lambda n, t=task: bar.advance(t, n)
                     )
                     for s in seeds if name not in SEEDED else [seed]:
                         runs[name, k, s] = outcomes  # deterministic methods: the same outcomes for every seed

@@ -39,6 +39,7 @@ from llmr.scoring.cache import ScoreCache, pair_key
 from llmr.tasks import TASKS
 
 SIGNALS = ("answer", "margin", "kshot", "query")
+MARGIN = "\x00margin:"  # marks a margin pair's continuation (a generation query's pairs score its answer)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def margin_target(record: Record) -> str | None:
         answers, gold = list(task.label_words), record.answers[0]
     else:
         answers, gold = list(record.options), answer_text(record, task)
-    return json.dumps({"gold": gold, "others": [a for a in answers if a != gold], "mean": task.mode == "mc"})
+    return MARGIN + json.dumps({"gold": gold, "others": [a for a in answers if a != gold], "mean": task.mode == "mc"})
 
 
 def candidate_pairs(record: Record, kept: Sequence[Passage], config: ScoringConfig) -> list[list[Pair]]:
@@ -168,21 +169,26 @@ def chunks(pairs: Mapping[str, tuple[str, str]], size: int) -> list[list[str]]:
     return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
-def score_margins(llm: LLM, contexts: Sequence[str], targets: Sequence[str]) -> list[Score]:
-    """Each context's log p(gold) - max log p(other answer), stored as a one-token Score."""
-    parsed = [json.loads(t) for t in targets]
-    scored = llm.score_options(contexts, [[t["gold"], *t["others"]] for t in parsed])
-    out = []
-    for t, scores in zip(parsed, scored, strict=True):
-        values = [s.mean if t["mean"] else s.logprob for s in scores]
-        out.append(Score(values[0] - max(values[1:], default=0.0), 1))
-    return out
+def score_pairs(llm: LLM, contexts: Sequence[str], continuations: Sequence[str]) -> list[Score]:
+    """`llm.score`, except that a margin pair is log p(gold) - max log p(other answer), one Score of one token."""
+    margin = [i for i, c in enumerate(continuations) if c.startswith(MARGIN)]
+    plain = [i for i, c in enumerate(continuations) if not c.startswith(MARGIN)]
+    out: list[Score | None] = [None] * len(contexts)
+    if plain:
+        for i, s in zip(plain, llm.score([contexts[i] for i in plain], [continuations[i] for i in plain]), strict=True):
+            out[i] = s
+    if margin:
+        parsed = [json.loads(continuations[i].removeprefix(MARGIN)) for i in margin]
+        scored = llm.score_options([contexts[i] for i in margin], [[t["gold"], *t["others"]] for t in parsed])
+        for i, t, scores in zip(margin, parsed, scored, strict=True):
+            values = [s.mean if t["mean"] else s.logprob for s in scores]
+            out[i] = Score(values[0] - max(values[1:], default=0.0), 1)
+    return out  # type: ignore[return-value]
 
 
-def score_chunk(llm: LLM, work: tuple[list[str], list[str], str]) -> tuple[list[Score], int]:
-    contexts, continuations, signal = work
+def score_chunk(llm: LLM, work: tuple[list[str], list[str]]) -> tuple[list[Score], int]:
     before = llm.tokens_processed
-    scores = score_margins(llm, contexts, continuations) if signal == "margin" else llm.score(contexts, continuations)
+    scores = score_pairs(llm, *work)
     return scores, llm.tokens_processed - before
 
 
@@ -220,7 +226,7 @@ def run_scoring(
             stats["cached"] += len(chunk)
             if on_chunk:
                 on_chunk(len(chunk), 0)
-    work = (([pairs[k][0] for k in keys], [pairs[k][1] for k in keys], config.signal) for keys in todo)
+    work = (([pairs[k][0] for k in keys], [pairs[k][1] for k in keys]) for keys in todo)
     for i, (scores, tokens) in engine.map(score_chunk, work):
         cache.put_many(namespace, zip(todo[i], scores, strict=True))
         stats["scored"] += len(todo[i])
@@ -277,9 +283,9 @@ def plan(
         sample = random.Random(seed).sample(range(len(missing)), min(calibration_pairs, len(missing)))
         ctx = [pairs[missing[i]][0] for i in sample]
         cont = [pairs[missing[i]][1] for i in sample]
-        score_chunk(llm, (ctx[:16], cont[:16], config.signal))  # warm-up: allocation and kernel selection
+        score_chunk(llm, (ctx[:16], cont[:16]))  # warm-up: allocation and kernel selection
         start, before = time.perf_counter(), llm.tokens_processed
-        score_chunk(llm, (ctx, cont, config.signal))  # not cached: the real run must batch them its own way
+        score_chunk(llm, (ctx, cont))  # not cached: the real run must batch them its own way
         elapsed = time.perf_counter() - start
         rate = (llm.tokens_processed - before) / elapsed
         report.update(calibration_tokens_per_s=rate, estimated_seconds=report["tokens_to_score"] / rate)
