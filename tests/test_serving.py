@@ -9,7 +9,8 @@ import pytest
 
 import llmr
 from llmr.data.schema import Passage
-from llmr.serving.selector import as_passage, balanced, mmr, read_pool
+from llmr.evaluation.selectors import balanced, mmr
+from llmr.serving.selector import as_passage, read_pool
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")

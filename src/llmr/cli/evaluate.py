@@ -50,6 +50,12 @@ def eval_cmd(
     budget_tokens: int = typer.Option(1024, help="Prompt budget in tokens; the least similar examples go first."),
     resamples: int = typer.Option(1000, help="Paired bootstrap resamples for the confidence intervals."),
     encoder_runtime: str = typer.Option("torch", help=RUNTIME_HELP + " For the dense selectors."),
+    diversity: float = typer.Option(
+        None, min=0, max=1, help="bm25, dense, retrievers: re-pick by MMR from the top max(40, 4k) (0: similarity)."
+    ),
+    balance_labels: bool = typer.Option(
+        False, "--balance-labels", help="bm25, dense, retrievers: alternate the candidates' answers."
+    ),
     placement: Placement = None,  # type: ignore[assignment]  # its options: @placement_options
 ) -> None:
     """Evaluate selectors by the LLM's in-context score on each task; write tables, plots, explanations."""
@@ -64,7 +70,12 @@ def eval_cmd(
     runner = make_engine(placement, model, backend, options)
     if encoder_runtime not in RUNTIMES:
         raise typer.BadParameter(f"expected one of {', '.join(RUNTIMES)}", param_hint="--encoder-runtime")
-    settings = EvalSettings(budget_tokens=budget_tokens or None, encoder_runtime=encoder_runtime)  # type: ignore[arg-type]
+    settings = EvalSettings(
+        budget_tokens=budget_tokens or None,
+        encoder_runtime=encoder_runtime,  # type: ignore[arg-type]
+        diversity=diversity,
+        balance_labels=balance_labels,
+    )
     cache = OutcomeCache(out / "cache.sqlite")
     try:
         runs, _ = evaluate_methods(runner, specs, passages, records, ks, seed_list, cache, settings, out / "index")
@@ -86,6 +97,8 @@ def eval_cmd(
             "llm": runner.fingerprint,
             "budget_tokens": budget_tokens,
             "tasks": tasks,
+            "diversity": diversity,
+            "balance_labels": balance_labels,
         },
         inputs={name: file_fingerprint(folder.path(name)) for name in ("passages", split)},
         outputs=[out / "results.json", out / "results.md"],
