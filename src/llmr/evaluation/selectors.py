@@ -32,7 +32,7 @@ from llmr.base.index import IndexKind, VectorIndex
 from llmr.base.manifest import config_hash
 from llmr.base.runtime import Runtime
 from llmr.candidates.bm25 import BM25Retriever
-from llmr.candidates.dense import pool_fingerprint
+from llmr.candidates.dense import DenseRetriever, pool_fingerprint
 from llmr.data.schema import Passage, Record
 
 TOP_N = 40  # with diversity or balance_labels: candidates re-picked from, at least (the paper retrieves 40)
@@ -291,16 +291,10 @@ class DensePool(PoolSelector):
         cls, model: str, passages: Sequence[Passage], index_dir: Path | str | None = None, runtime: Runtime = "torch"
     ) -> DensePool:
         """The pool encoded by `model`, exact; with `index_dir` its index is saved there (keyed by the encoder
-        and the pool) and loaded again instead of encoding the pool."""
-        self = cls(Encoder(model, runtime=runtime))
-        key = config_hash({"encoder": self.encoder.fingerprint, "pool": pool_fingerprint(passages)})
-        saved = Path(index_dir) / f"{key}.faiss" if index_dir else None
-        if saved is not None and saved.is_file():
-            self._loaded(VectorIndex.load(saved), passages)
-        else:
-            self.add(passages)
-            if saved is not None:
-                self.index.save(saved)
+        and the pool) and loaded again instead of encoding the pool (`DenseRetriever`, as mining does)."""
+        dense = DenseRetriever(model, passages, index_dir=index_dir, runtime=runtime)
+        self = cls(dense.encoder)
+        self._loaded(dense.index, passages)
         return self
 
     def _loaded(self, index: VectorIndex, passages: Sequence[Passage]) -> None:
