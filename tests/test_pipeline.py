@@ -502,3 +502,17 @@ def test_pipeline_and_study_take_the_engine_option(monkeypatch: pytest.MonkeyPat
     result = CliRunner().invoke(app, [*study, *[a for s in TINY for a in ("--set", f"pipeline.{s}")]])
     assert result.exit_code == 0, result.output
     assert [m[1] for m in made if m != "closed"] == ["gemma-3-270m", "smollm2-135m"] and made.count("closed") == 2
+
+
+def test_held_out_tasks_are_never_mined_and_only_then_in_the_key(tmp_path: Path) -> None:
+    plain, held = tiny(), tiny("candidates.hold_out=[copa]")
+    assert "hold_out" not in plain.candidates.keyed() and held.candidates.keyed()["hold_out"] == ["copa"]
+    assert held.candidates.unseen() == {"copa"}
+    (data,) = Pipeline(held, tmp_path / "run").run(until="data")
+    out = tmp_path / "mined"
+    out.mkdir()
+    stages.mine(data.path, "bm25", held, out)
+    tasks = {c.task_name for c in read_jsonl(out / stages.CANDIDATES_FILE, CandidateList)}
+    assert tasks == {"sst2", "ag_news", "natural_questions"}
+    with pytest.raises(ValueError, match="unknown task or category 'copaa'"):
+        tiny("candidates.hold_out=[copaa]")

@@ -85,3 +85,32 @@ def test_gen_tasks_take_their_own_cap_and_baselines_need_only_the_data_stage(tmp
     assert [r.name for r in run["stages"]] == ["data"]
     queries = json.loads((tmp_path / "study" / "eval" / "results.json").read_text())["by_k"]["1"]["queries"]
     assert queries == {"sst2": 2, "ag_news": 2, "copa": 2, "natural_questions": 1}
+
+
+def test_headline_json_holds_averages_and_paired_cis_with_unseen_tasks(tmp_path: Path) -> None:
+    overrides = [f"pipeline.{o}" for o in TINY] + [
+        "pipeline.candidates.hold_out=[copa]",
+        "eval.methods=[zero,bm25,dense]",
+        "eval.compare=['zero - dense']",
+        "eval.k=[1]",
+        "eval.max_per_task=2",
+        "eval.resamples=100",
+        f"eval.headline={tmp_path / 'headline.json'}",
+    ]
+    Study(StudyConfig.load(None, overrides), tmp_path / "study", llm=FakeLLM()).run()
+    top = json.loads((tmp_path / "headline.json").read_text())
+    assert top == json.loads((tmp_path / "study" / "eval" / "headline.json").read_text())
+    results = json.loads((tmp_path / "study" / "eval" / "results.json").read_text())["by_k"]["1"]
+    assert top["test_queries"] == sum(results["queries"].values()) and top["unseen_tasks"] == ["copa"]
+    assert top["methods"]["bm25"]["all"] == pytest.approx(results["summary"]["bm25"]["average"], abs=0.01)
+    assert top["methods"]["bm25"]["unseen"] == pytest.approx(results["per_task"]["bm25"]["copa"], abs=0.01)
+    for key in ("dense - bm25", "zero - dense", "cls: dense - bm25", "unseen: dense - bm25"):
+        low, estimate, high = top["differences"][key][1], top["differences"][key][0], top["differences"][key][2]
+        assert low <= estimate <= high
+    ci = results["ci"]["dense - bm25"]
+    assert top["differences"]["dense - bm25"] == [round(ci[x], 2) for x in ("difference", "low", "high")]
+
+
+def test_compare_names_evaluated_methods() -> None:
+    with pytest.raises(ValueError, match="eval.compare 'llmr-1 - bm42'"):
+        StudyConfig.load(STUDY, ["eval.compare=['llmr-1 - bm42']"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -130,9 +130,9 @@ def task_score(task: Task, outcomes: Sequence[Mapping]) -> float:
     return metric_for(task).task(outcomes)
 
 
-def summarize(per_task: Mapping[str, float]) -> dict[str, float]:
+def summarize(per_task: Mapping[str, float], held_out: Collection[str] = ()) -> dict[str, float]:
     """Category means, means per task mode (cls, mc, gen), the overall mean (over tasks) and the
-    held-out tasks' mean."""
+    held-out tasks' mean (the paper's, and `held_out`: a leave-tasks-out study's unseen tasks)."""
     by_category: dict[str, list[float]] = {}
     by_mode: dict[str, list[float]] = {}
     for name, value in per_task.items():
@@ -141,7 +141,7 @@ def summarize(per_task: Mapping[str, float]) -> dict[str, float]:
     out = {f"category/{c}": float(np.mean(v)) for c, v in by_category.items()}
     out |= {f"mode/{m}": float(np.mean(v)) for m, v in by_mode.items()}
     out["average"] = float(np.mean(list(per_task.values()))) if per_task else float("nan")
-    held = [v for n, v in per_task.items() if TASKS[n].held_out]
+    held = [v for n, v in per_task.items() if TASKS[n].held_out or n in held_out]
     if held:
         out["held_out_average"] = float(np.mean(held))
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,19 @@ def _cis(
     }
 
 
-def aggregate(runs: Runs, n_resamples: int = 1000) -> dict[str, Any]:
-    """Per k: task scores per method (mean over seeds), category/overall/held-out means, paired CIs."""
+def aggregate(
+    runs: Runs,
+    n_resamples: int = 1000,
+    held_out: Collection[str] = (),
+    compare: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """Per k: task scores per method (mean over seeds), category/overall/held-out means, paired CIs (each
+    method against random, BM25 and dense, and the `compare` pairs). Held out: the paper's held-out tasks
+    and `held_out` (a leave-tasks-out study's unseen tasks)."""
     methods = list(dict.fromkeys(m for m, _, _ in runs))
     ks = sorted({k for _, k, _ in runs})
     seeds = sorted({s for _, _, s in runs})
-    results: dict[str, Any] = {"methods": methods, "ks": ks, "seeds": seeds, "by_k": {}}
+    results: dict[str, Any] = {"methods": methods, "ks": ks, "seeds": seeds, "held_out": sorted(held_out), "by_k": {}}
     for k in ks:
         per_task: dict[str, dict[str, float]] = {}
         pooled: dict[str, dict[str, list]] = {}  # method -> task -> outcomes over all seeds (paired order)
@@ -59,16 +66,17 @@ def aggregate(runs: Runs, n_resamples: int = 1000) -> dict[str, Any]:
         pairs = [(m, ref) for ref in REFERENCES if ref in methods for m in methods if m != ref]
         if "dense" in methods:  # the learned retrievers start from the dense encoder: do they beat it?
             pairs += [(m, "dense") for m in methods[methods.index("dense") + 1 :]]
+        pairs += [pair for pair in compare if pair not in pairs]
 
         tasks = list(pooled[methods[0]])
-        held = [t for t in tasks if TASKS[t].held_out]  # the paper's unseen tasks, if present
+        held = [t for t in tasks if TASKS[t].held_out or t in held_out]  # unseen tasks, if present
         modes = {m: [t for t in tasks if TASKS[t].mode == m] for m in MODES}
         modes = {m: ts for m, ts in modes.items() if ts}
         first = runs[methods[0], k, seeds[0]]
         results["by_k"][str(k)] = {
             "queries": {t: len(o) for t, o in _by_task(first).items()},
             "per_task": per_task,
-            "summary": {m: summarize(per_task[m]) for m in methods},
+            "summary": {m: summarize(per_task[m], held_out) for m in methods},
             "ci": _cis(pooled, pairs, tasks, n_resamples),
             "ci_held_out": _cis(pooled, pairs, held, n_resamples) if held else {},
             "ci_by_mode": {m: _cis(pooled, pairs, ts, n_resamples) for m, ts in modes.items()}
@@ -89,7 +97,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         for t in tasks:
             row = [f"{block['per_task'][m].get(t, float('nan')):.1f}" for m in methods]
             spec = TASKS[t]
-            name = f"{t} (held out)" if spec.held_out else t
+            name = f"{t} (held out)" if spec.held_out or t in results.get("held_out", ()) else t
             lines.append(
                 f"| {name} | {spec.category} | {spec.metric} | {block['queries'][t]} | " + " | ".join(row) + " |"
             )
@@ -170,10 +178,44 @@ def plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
-def write_report(runs: Runs, out_dir: Path, n_resamples: int = 1000) -> dict[str, Any]:
+def headline(results: Mapping[str, Any], k: int, aliases: Mapping[str, str] = {}) -> dict[str, Any]:
+    """The numbers a reader quotes, machine-readable: the test query count, each method's average per task
+    mode and overall (and over the held-out tasks), and every paired difference as [estimate, low, high],
+    keyed "a - b" overall, "<mode>: a - b" per mode and "unseen: a - b" over the held-out tasks.
+    `aliases` renames methods (e.g. {"llmr-1": "llmr"})."""
+    block = results["by_k"][str(k)]
+    name = lambda m: aliases.get(m, m)  # noqa: E731
+
+    def renamed(pair: str) -> str:
+        a, _, b = pair.partition(" - ")
+        return f"{name(a)} - {name(b)}"
+
+    out: dict[str, Any] = {"k": k, "test_queries": sum(block["queries"].values()), "tasks": len(block["queries"])}
+    fields = {"average": "all", **{f"mode/{m}": m for m in MODES}, "held_out_average": "unseen"}
+    out["methods"] = {
+        name(m): {label: round(v[key], 2) for key, label in fields.items() if key in v}
+        for m, v in block["summary"].items()
+    }
+    diffs: dict[str, list[float]] = {}
+    groups = [("", block["ci"]), *((f"{m}: ", cis) for m, cis in block["ci_by_mode"].items())]
+    groups.append(("unseen: ", block["ci_held_out"]))
+    for prefix, cis in groups:
+        for pair, ci in cis.items():
+            diffs[prefix + renamed(pair)] = [round(ci[x], 2) for x in ("difference", "low", "high")]
+    out["differences"] = diffs
+    return out
+
+
+def write_report(
+    runs: Runs,
+    out_dir: Path,
+    n_resamples: int = 1000,
+    held_out: Collection[str] = (),
+    compare: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
     """results.json, results.md, the plots, and explanations.jsonl (one line per method, k, seed, query)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = aggregate(runs, n_resamples)
+    results = aggregate(runs, n_resamples, held_out, compare)
     write_json(out_dir / "results.json", results)
     write_text(out_dir / "results.md", markdown(results))
     results["plots"] = [p.name for p in plots(results, out_dir)]

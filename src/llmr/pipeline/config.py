@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmr.base.runtime import RUNTIME_HELP, Runtime
 from llmr.llm import BACKENDS, DEFAULT_LLM, DTYPE_HELP, MODEL_HELP
 from llmr.scoring.feedback import ScoringConfig
+from llmr.tasks import resolve_tasks
 from llmr.tasks.base import Mode
 from llmr.training.retriever import RetrieverConfig
 from llmr.training.reward import RewardConfig
@@ -39,6 +40,23 @@ class CandidatesSection(Section):
     )
     # The distillation scale: the teacher scores them all; the LLM scores `scoring.max_per_task` of them.
     max_per_task: int = Field(0, ge=0, description="Training queries mined per task, a seeded sample (0 = all).")
+    hold_out: list[str] = Field(
+        default_factory=list,
+        description="Tasks (names or categories) never mined, so never trained on; their pool items stay: "
+        "a leave-tasks-out study's unseen tasks.",
+    )
+
+    def keyed(self) -> dict[str, Any]:
+        """The settings in the stage key; hold_out only when set, so older runs keep their keys."""
+        return self.model_dump(exclude=set() if self.hold_out else {"hold_out"})
+
+    def unseen(self) -> set[str]:
+        return {t.name for t in resolve_tasks(self.hold_out)} if self.hold_out else set()
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> CandidatesSection:
+        self.unseen()  # an unknown task or category fails here, before anything runs
+        return self
 
 
 class LLMSection(Section):

@@ -53,7 +53,8 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
     """The stages of a run of `cfg` (training rows per task from its data source unless given)."""
     if rows is None:
         source, tasks, _ = resolve_data(cfg.data)
-        rows = train_rows(source, [t for t in tasks if not t.held_out], cfg.data.max_train)
+        unseen = cfg.candidates.unseen()
+        rows = train_rows(source, [t for t in tasks if not t.held_out and t.name not in unseen], cfg.data.max_train)
     cap = cfg.candidates.max_per_task
     mined = sum(min(n, cap) if cap else n for n in rows.values())
     distilled = sum(min(n, cap) if cap else n for t, n in rows.items() if TASKS[t].mode in cfg.distill.modes)

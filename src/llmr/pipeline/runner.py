@@ -160,7 +160,7 @@ class Pipeline:
             mined_by = [data] if retriever is None else [data, retriever]
             cands = self.stage(
                 prefix + "candidates",
-                {"candidates": cfg.candidates.model_dump(), "seed": cfg.seed, **(runtime if retriever else {})},
+                {"candidates": cfg.candidates.keyed(), "seed": cfg.seed, **(runtime if retriever else {})},
                 mined_by,
                 lambda path, r=retriever: stages.mine(
                     data.path, "bm25" if r is None else str(r.path), cfg, path, self.index_dir

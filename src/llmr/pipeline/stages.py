@@ -59,10 +59,13 @@ def build_data(source: RowSource, tasks: list[Task], cfg: PipelineConfig, path: 
 def mine(
     data_dir: Path, retriever: str, cfg: PipelineConfig, path: Path, index_dir: Path | None = None
 ) -> dict[str, Any]:
-    """Candidates for (a per-task sample of) the training queries, from BM25 or the last retriever."""
+    """Candidates for (a per-task sample of) the training queries, from BM25 or the last retriever; the
+    held-out tasks' queries are left out."""
     data = DataDir(data_dir)
     passages = list(data.passages())
-    records = select_records(list(data.records("train")), None, cfg.candidates.max_per_task, cfg.seed)
+    unseen = cfg.candidates.unseen()
+    train = [r for r in data.records("train") if r.task_name not in unseen]
+    records = select_records(train, None, cfg.candidates.max_per_task, cfg.seed)
     index = load_retriever(retriever, passages, index_dir=index_dir, runtime=cfg.encoder_runtime)
     count = mine_to_file(
         records, passages, index, path / CANDIDATES_FILE, top_n=cfg.candidates.top_n, scope=cfg.candidates.scope

@@ -26,6 +26,7 @@ from llmr.data.directory import DataDir
 from llmr.data.schema import Record
 from llmr.distributed.engine import Engine
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
+from llmr.evaluation.report import headline
 from llmr.llm import load_llm
 from llmr.llm.base import LLM
 from llmr.pipeline.config import PipelineConfig, Section, load_config
@@ -53,6 +54,19 @@ class EvalSection(Section):
     max_new_tokens: int = Field(64, ge=1)
     resamples: int = Field(1000, ge=100)
     encoder_runtime: Runtime = Field("torch", description=RUNTIME_HELP)  # of the dense selectors
+    compare: list[str] = Field(default_factory=list)  # more paired CIs: "a - b" (method names as above)
+    headline: str | None = None  # also write headline.json here (e.g. benchmarks/quality/headline.json)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """`compare` as (a, b) pairs; a name that is not an evaluated method is an error."""
+        found = []
+        for text in self.compare:
+            a, sep, b = (part.strip() for part in text.partition(" - "))
+            names = {m.split(":", 1)[0] for m in self.methods}
+            if not sep or a not in names or b not in names:
+                raise ValueError(f"eval.compare {text!r}: write 'a - b' with two of the methods {sorted(names)}")
+            found.append((a, b))
+        return found
 
 
 class StudyConfig(Section):
@@ -66,6 +80,7 @@ class StudyConfig(Section):
                 it = m.removeprefix("llmr-")
                 if not it.isdigit() or not 1 <= int(it) <= self.pipeline.iterations:
                     raise ValueError(f"eval method {m!r}: the pipeline runs iterations 1..{self.pipeline.iterations}")
+        self.eval.pairs()
         return self
 
     @classmethod
@@ -103,8 +118,14 @@ class Study:
         if until == "pipeline":
             return {"stages": stages}
         runs, seconds = self.evaluate(stages)
-        eval_dir = self.out / self.config.eval.name
-        results = write_report(runs, eval_dir, self.config.eval.resamples)
+        cfg = self.config.eval
+        eval_dir = self.out / cfg.name
+        unseen = self.config.pipeline.candidates.unseen()
+        results = write_report(runs, eval_dir, cfg.resamples, unseen, cfg.pairs())
+        iterations = [m for m in results["methods"] if m.startswith("llmr-")]
+        top = headline(results, cfg.k[0], {iterations[-1]: "llmr"} if iterations else {})
+        for path in [eval_dir / "headline.json", *([Path(cfg.headline)] if cfg.headline else [])]:
+            write_json(path, {**top, "llm": self.eval_llm.fingerprint, "unseen_tasks": sorted(unseen)})
         timings = _merge_timings(eval_dir / "timings.json", seconds)
         write_manifest(
             eval_dir / "manifest.json",
