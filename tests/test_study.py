@@ -112,5 +112,5 @@ def test_headline_json_holds_averages_and_paired_cis_with_unseen_tasks(tmp_path:
 
 
 def test_compare_names_evaluated_methods() -> None:
-    with pytest.raises(ValueError, match="eval.compare 'llmr-1 - bm42'"):
+    with pytest.raises(ValueError, match=r"eval\.compare 'llmr-1 - bm42'"):
         StudyConfig.load(STUDY, ["eval.compare=['llmr-1 - bm42']"])
