@@ -81,6 +81,11 @@ def write_label_oracle(data: DataDir, records: list[Record], out: Path, index_di
     return path
 
 
+def _scores(signal: str, record: Record) -> bool:
+    """Whether the signal is scored for this query (margin: classification and multiple choice only)."""
+    return signal != "margin" or TASKS[record.task_name].mode != "gen"
+
+
 def score_signal(llm, records, passages, config: ScoringConfig, path: Path, cache: ScoreCache) -> dict:
     start = time.perf_counter()
     stats = score_to_file(make_jobs(records, passages, config), llm, cache, config, path)
@@ -173,17 +178,23 @@ def main() -> None:
     signals = [s for s in args.signals.split(",") if s]
     files: dict[str, Path] = {}
     for signal in signals:
-        subset = records
+        subset = [r for r in records if _scores(signal, r)]
         if signal == "kshot":
-            subset = select_records(records, None, args.kshot_per_task, seed=0)
+            subset = select_records(subset, None, args.kshot_per_task, seed=0)
         config = ScoringConfig(**{**base.__dict__, "signal": signal})
         files[signal] = out / f"{signal}.jsonl.gz"
         stats = score_signal(llm, subset, passages, config, files[signal], cache)
+        if signal == "margin":  # a generation query's margin is its answer signal: take those lists from there
+            scored = list(read_jsonl(files[signal], CandidateList))
+            gen = [c for c in read_jsonl(files["answer"], CandidateList) if not _scores("margin", c)]
+            write_jsonl(files[signal], scored + gen)
         before = known.get("signals", {}).get(signal, {})  # a rerun finds the scores cached: keep the first time
         report["signals"][signal] = before if before.get("seconds", 0) > stats["seconds"] else stats
         within = ScoringConfig(**{**config.__dict__, "penalize_label_mismatch": True})
         files[f"{signal}|label"] = out / f"{signal}-label.jsonl.gz"
         score_signal(llm, subset, passages, within, files[f"{signal}|label"], cache)  # its pairs: all cached
+        if signal == "margin":
+            write_jsonl(files[f"{signal}|label"], [*read_jsonl(files[f"{signal}|label"], CandidateList), *gen])
         print(signal, report["signals"][signal], flush=True)
     # Test-retest noise on a nested subsample.
     noisy = select_records(records, None, args.noise_per_task, seed=0)
@@ -192,7 +203,7 @@ def main() -> None:
         signal = "answer" if name == "fp32" else name
         if signal not in files:
             continue
-        first = [c for c in read_jsonl(files[signal], CandidateList) if c.query_id in noisy_ids]
+        first = [c for c in read_jsonl(files[signal], CandidateList) if c.query_id in noisy_ids and _scores(signal, c)]
         subset = [r for r in records if r.query_id in {c.query_id for c in first}]
         config = ScoringConfig(**{**base.__dict__, "signal": signal})
         if name == "fp32":
@@ -214,17 +225,35 @@ def main() -> None:
         return
     records = [Record(**r.model_dump(exclude={"doc_ids", "doc_scores"})) for r in records]
     label = write_label_oracle(data, records, out, index_dir)
-    specs = ["bm25", "dense", f"label:{label}"]
-    specs += [f"{name}:{path}" for name, path in files.items() if not name.startswith("kshot")]
+    specs = ["bm25", "dense"] + [f"{n}:{p}" for n, p in files.items() if "|" not in n and not n.startswith("kshot")]
     specs += ["cone"] if args.cone else []
+    # The label filters change only classification queries' examples: elsewhere they are their base method.
+    within = {"label": ("dense", label)} | {n: (n.split("|")[0], p) for n, p in files.items() if n.endswith("|label")}
+    within = {n: v for n, v in within.items() if not n.startswith("kshot")}
     settings = EvalSettings(budget_tokens=1024, max_new_tokens=48)
     outcomes = OutcomeCache(out / "outcomes.sqlite")
     started = time.perf_counter()
     runs, seconds = evaluate_methods(
         llm, specs, list(passages.values()), records, [K], [0], outcomes, settings, index_dir
     )
-    report["eval_seconds"] = seconds
     results = {m: o for (m, _, _), o in runs.items()}
+    cls = [r for r in records if TASKS[r.task_name].mode == "cls"]
+    cls_runs, cls_seconds = evaluate_methods(
+        llm,
+        [f"{n}:{p}" for n, (_, p) in within.items()],
+        list(passages.values()),
+        cls,
+        [K],
+        [0],
+        outcomes,
+        settings,
+        index_dir,
+    )
+    for name, (base_method, _) in within.items():
+        replaced = {o["query_id"]: o for o in cls_runs[name, K, 0]}
+        results[name] = [replaced.get(o["query_id"], o) for o in results[base_method]]
+    seconds |= cls_seconds
+    report["eval_seconds"] = seconds
     ids = {r.query_id for r in records}
     checks = []
     for spec in args.recorded:
