@@ -34,7 +34,8 @@ def eval_cmd(
     methods: str = typer.Option(
         "zero,random,kmeans,bm25,dense",
         help="Comma-separated: zero, random, kmeans, bm25, dense, dense:<encoder>, <name>:<retriever folder> "
-        "(e.g. llmr:runs/pipeline/retriever).",
+        "(e.g. llmr:runs/pipeline/retriever), <name>:<candidate-list file> (each query's top k by doc_scores), "
+        "cone (the LLM reranks BM25+dense's top 16 by log p(query | example): 16 LLM passes per query).",
     ),
     tasks: str = typer.Option(
         None, help="Only these tasks (names, categories, 'all'); default: every task in the data."
