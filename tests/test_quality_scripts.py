@@ -76,3 +76,31 @@ def test_interpolate_averages_the_trained_weights_with_the_base_encoders(tmp_pat
     name = next(k for k in base if k.endswith("query.weight"))
     assert (mixed[name] - base[name] - 0.25).abs().max() < 1e-5
     assert (out / "modules.json").exists()  # still a sentence-transformers folder
+
+
+def test_headline_from_recorded_outcomes_and_the_table_written_from_it(tmp_path: Path) -> None:
+    headline = _script("headline")
+    # Two tasks; "good" is right on every query, "bm25" on half; "other" holds one query fewer.
+    path = tmp_path / "o.json.gz"
+    runs = {
+        "bm25@k4s0": [
+            {"query_id": f"q{i}", "task": t, "score": float(i % 2)} for t in ("sst2", "copa") for i in range(8)
+        ],
+        "good@k4s0": [{"query_id": f"q{i}", "task": t, "score": 1.0} for t in ("sst2", "copa") for i in range(8)],
+        "other@k4s0": [{"query_id": f"q{i}", "task": "sst2", "score": 1.0} for i in range(7)],
+    }
+    with gzip.open(path, "wt") as f:
+        json.dump(runs, f)
+    top = headline.from_outcomes(path, ["bm25", "good=llmr"], resamples=200)
+    assert top["test_queries"] == 16 and top["tasks"] == 2
+    assert top["methods"]["llmr"] == {"all": 100.0, "cls": 100.0, "mc": 100.0}
+    assert top["methods"]["bm25"]["all"] == 50.0
+    assert top["differences"]["llmr - bm25"][0] == 50.0 and top["differences"]["mc: llmr - bm25"][0] == 50.0
+    assert headline.from_outcomes(path, ["bm25", "other"], resamples=200)["test_queries"] == 7  # shared queries
+    (tmp_path / "headline.json").write_text(json.dumps(top))
+    md = tmp_path / "RESULTS.md"
+    md.write_text(f"intro\n{headline.BEGIN}\nold table\n{headline.END}\nafter\n")
+    headline.write_table(tmp_path / "headline.json", md)
+    text = md.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith(f"{headline.END}\nafter\n")
+    assert "| llmr | 100.0 | 100.0 | 100.0 |" in text and "| llmr - bm25 | +50.0 |" in text
