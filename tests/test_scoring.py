@@ -16,6 +16,7 @@ import pytest
 from fakes import FakeLLM
 from llmr.data.directory import DataDir
 from llmr.data.schema import PENALTY, CandidateList, Passage
+from llmr.llm import load_llm
 from llmr.prompt import build_prompt
 from llmr.scoring.cache import ScoreCache, pair_key
 from llmr.scoring.feedback import (
@@ -282,3 +283,25 @@ def test_max_per_task_scores_a_nested_sample_of_each_tasks_queries() -> None:
     assert [j.record.task_name for j in few].count("sst2") == 2 and [j.record.task_name for j in few][-1] == "copa"
     assert {j.record.query_id for j in few} < {j.record.query_id for j in more}
     assert len(make_jobs(lists, POOL, ScoringConfig())) == 11
+
+
+@pytest.mark.slow
+def test_margin_and_query_signals_with_the_real_model(tmp_path: Path) -> None:
+    """Gemma-3-270M copies its demonstration's label (shared/notes/stack.md): a same-label example gives a
+    positive margin, an other-label one a negative margin; the query signal scores the query's tokens."""
+    pool = {
+        "pos": Passage(id="pos", contents="Review: a wonderful, moving film\nPositive", task_name="sst2"),
+        "neg": Passage(id="neg", contents="Review: a dull, tedious film\nNegative", task_name="sst2"),
+    }
+    query = SST2.model_copy(update={"query": "Review: a joy to watch", "doc_ids": ["pos", "neg"], "doc_scores": [0, 0]})
+    llm, cache = load_llm("gemma-3-270m"), ScoreCache(tmp_path / "c.sqlite")
+    scored = {}
+    for name in ("margin", "query"):
+        config = ScoringConfig(signal=name, penalize_label_mismatch=False)
+        jobs = make_jobs([query], pool, config)
+        run_scoring(jobs, llm, cache, config)
+        (scored[name],) = collect(jobs, cache_namespace(llm.fingerprint, config), cache)
+    pos, neg = scored["margin"].doc_scores
+    assert pos > 0 > neg
+    direct = llm.score([pool["pos"].contents + "\n\n"], [query.query])[0]
+    assert scored["query"].doc_scores[0] == pytest.approx(direct.mean, abs=0.2)  # bf16: batches differ slightly
