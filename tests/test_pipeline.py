@@ -369,6 +369,35 @@ def test_the_penalties_teacher_asks_no_llm_and_modes_change_only_the_teacher_on(
     ]
 
 
+@pytest.mark.slow  # real-model training or many LLM calls: CI's full run
+def test_the_llm_teacher_distils_the_llms_own_scores_without_a_reward_model(tmp_path: Path) -> None:
+    cfg = tiny("distill.teacher=llm", "scoring.max_per_task=2", "distill.top_n=4", "scoring.signal=margin")
+    results = {r.name: r for r in Pipeline(cfg, tmp_path / "run", llm=FakeLLM()).run()}
+    assert list(results) == [
+        "data",
+        "iteration-1/candidates",
+        "iteration-1/score",
+        "iteration-1/teacher",
+        "iteration-1/retriever",
+    ]
+    scored = list(read_jsonl(results["iteration-1/score"].path / stages.SCORES_FILE, CandidateList))
+    taught = list(read_jsonl(results["iteration-1/teacher"].path / stages.TEACHER_FILE, CandidateList))
+    assert [c.query_id for c in taught] == [c.query_id for c in scored]  # only the queries the LLM scored
+    assert all(t.doc_scores == s.doc_scores[:4] for t, s in zip(taught, scored, strict=True))
+    assert "iteration-1/score" in json.loads((results["iteration-1/teacher"].path / "stage.json").read_text())["inputs"]
+    from llmr.pipeline.plan import plan
+
+    planned = {s.name: s for s in plan(cfg, rows={"sst2": 10, "copa": 10})}
+    assert list(planned) == list(results) and "the LLM's scores" in planned["iteration-1/teacher"].work
+
+
+def test_the_paper_signal_keeps_the_score_stage_key() -> None:
+    from llmr.scoring.feedback import settings_key
+
+    assert "signal" not in settings_key(tiny().scoring)
+    assert settings_key(tiny("scoring.signal=margin").scoring)["signal"] == "margin"
+
+
 # -- the plan -----------------------------------------------------------------------------------
 
 

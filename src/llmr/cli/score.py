@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -19,7 +18,7 @@ from llmr.data.schema import CandidateList
 from llmr.llm import load_llm
 from llmr.pipeline.config import LLMSection
 from llmr.scoring.cache import ScoreCache
-from llmr.scoring.feedback import ScoringConfig, make_jobs, plan, score_to_file
+from llmr.scoring.feedback import ScoringConfig, make_jobs, plan, score_to_file, settings_key
 
 console = Console()
 
@@ -59,7 +58,7 @@ def score(
         return
     runner = make_engine(placement, llm.model, llm.backend, options)
     # The engine decides placement, not results (the same chunks): leave it out of the key.
-    settings = {"stage": "score", "llm": runner.fingerprint, **asdict(scoring)}
+    settings = {"stage": "score", "llm": runner.fingerprint, **settings_key(scoring)}
     if not force and is_up_to_date(out, settings, inputs):
         runner.close()
         console.print(f"{out} is up to date (same model, config and inputs); --force rewrites it")

@@ -73,7 +73,9 @@ class DistillSection(Section):
     """What the retriever is distilled from: the teacher's scores over every mined training query."""
 
     teacher: Teacher = Field(
-        "reward", description="Its scores: reward (the paper), reward+penalties, or penalties (the heuristics alone)."
+        "reward",
+        description="Its scores: reward (the paper), reward+penalties, penalties (the heuristics alone), or llm "
+        "(the LLM's own scores of the queries it scored, no reward model).",
     )
     top_n: int = Field(100, ge=2, description="Candidates per query the teacher scores (the paper: up to 100).")
     union: bool = Field(
@@ -117,12 +119,13 @@ class PipelineConfig(Section):
 
     def scores_with_llm(self, iteration: int) -> bool:
         """Whether an iteration has the LLM score stage: the penalties teacher needs no LLM, but EPR trains on
-        iteration 1's LLM scores. The reward stage runs only for a teacher that uses it (`uses_reward`)."""
-        return self.uses_reward or (iteration == 1 and self.epr)
+        iteration 1's LLM scores. The reward stage runs only for a teacher that uses it (`uses_reward`); the
+        llm teacher distils the scores themselves."""
+        return self.uses_reward or self.distill.teacher == "llm" or (iteration == 1 and self.epr)
 
     @property
     def uses_reward(self) -> bool:
-        return self.distill.teacher != "penalties"
+        return self.distill.teacher not in ("penalties", "llm")
 
 
 # Settings that were removed, and why: a config naming one fails with that reason, not a silent default.

@@ -60,6 +60,10 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
     distilled = sum(min(n, cap) if cap else n for t, n in rows.items() if TASKS[t].mode in cfg.distill.modes)
     scored_cap = cfg.scoring.max_per_task
     scored = sum(min(n, cap or n, scored_cap or n) for n in rows.values())
+    if cfg.distill.teacher == "llm":  # the LLM's scored queries are the only teacher lists
+        distilled = sum(
+            min(n, cap or n, scored_cap or n) for t, n in rows.items() if TASKS[t].mode in cfg.distill.modes
+        )
     slow = 1.0 if cpu_has_bf16() else 2.0
     kept = 1 - cfg.validation_fraction
     out = [PlannedStage("data", f"{sum(rows.values()):,} training rows, {len(rows)} tasks", 10.0)]
@@ -78,8 +82,9 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
                 out.append(PlannedStage(f"iteration-{it}/reward", f"{reward:,.0f} pairs trained", seconds))
         if cfg.uses_reward:
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs", slow * teacher / RATES["teacher"]))
-        else:  # labels only: no model runs
-            out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs, labels only", 1.0))
+        else:  # labels only, or the LLM's own scores: no model runs
+            what = "the LLM's scores" if cfg.distill.teacher == "llm" else "labels only"
+            out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs, {what}", 1.0))
         out += [
             PlannedStage(
                 f"iteration-{it}/retriever",

@@ -35,6 +35,7 @@ from llmr.llm import load_llm
 from llmr.llm.base import LLM
 from llmr.pipeline import stages
 from llmr.pipeline.config import PipelineConfig
+from llmr.scoring.feedback import settings_key
 from llmr.training.retriever import RetrieverConfig, epr_config
 
 STAGE_VERSION = 2  # bump when a stage's code changes what it writes
@@ -170,7 +171,7 @@ class Pipeline:
             if cfg.scores_with_llm(it):
                 scored = self.stage(
                     prefix + "score",
-                    {"llm": cfg.llm.model_dump(), "scoring": asdict(cfg.scoring)},
+                    {"llm": cfg.llm.model_dump(), "scoring": settings_key(cfg.scoring)},
                     [data, cands],
                     lambda path, c=cands: stages.score(data.path, c.path, self.llm, self.cache, cfg, path),
                 )
@@ -181,13 +182,15 @@ class Pipeline:
                     [data, scored],
                     lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
                 )
+            # The llm teacher's lists are the LLM's scored ones; the others score the mined candidates.
+            lists = scored.path / stages.SCORES_FILE if scored and cfg.distill.teacher == "llm" else None
             teacher = self.stage(
                 prefix + "teacher",
                 stages.teacher_settings(cfg),
-                [data, cands, *([reward] if reward else [])],
-                lambda path, c=cands, r=reward: stages.teacher(
+                [data, cands, *([reward] if reward else []), *([scored] if lists else [])],
+                lambda path, c=cands, r=reward, ls=lists: stages.teacher(
                     data.path,
-                    c.path / stages.CANDIDATES_FILE,
+                    ls or c.path / stages.CANDIDATES_FILE,
                     r.path if r else None,
                     cfg,
                     self.cache,

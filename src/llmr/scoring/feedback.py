@@ -23,7 +23,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,15 @@ class ScoringConfig:
 
 
 Pair = tuple[str, str]  # (context, continuation): what one LLM call scores
+
+
+def settings_key(config: ScoringConfig) -> dict[str, Any]:
+    """The settings an output's key holds; the signal's only when not the paper's, so older outputs keep theirs."""
+    settings = asdict(config)
+    if config.signal == "answer":
+        for name in ("signal", "kshot_k", "kshot_contexts"):
+            settings.pop(name)
+    return settings
 
 
 @dataclass

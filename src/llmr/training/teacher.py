@@ -5,7 +5,9 @@ and candidates (the paper: ~591k queries x up to 100 candidates). Teachers:
 - "reward": the reward model's logit for every candidate (the paper);
 - "reward+penalties": the same, but candidates the scoring heuristics penalize (another task's, or
   for classification another label's) keep -100 without a model call, as in the LLM's own feedback;
-- "penalties": 0 or -100 from the heuristics alone, no model (an ablation: what the labels alone teach).
+- "penalties": 0 or -100 from the heuristics alone, no model (an ablation: what the labels alone teach);
+- "llm": the LLM's own scores, no reward model: the lists `llmr score` wrote (so only the queries the
+  LLM scored), cut to their first `top_n` candidates (the pipeline's teacher stage reads them).
 Model scores go to a SQLite cache keyed by the reward model's weights, its number format and the pair,
 committed in chunks: a killed run resumes without rescoring. The model runs in bf16 where the hardware
 computes it natively (~2x on AVX-512 BF16 CPUs; benchmarks/training_speed.py measures how often bf16
@@ -28,8 +30,8 @@ from llmr.scoring.cache import ScoreCache, pair_key
 from llmr.scoring.feedback import ScoringConfig, penalized
 from llmr.training.reward import query_text
 
-Teacher = Literal["reward", "reward+penalties", "penalties"]
-TEACHERS: tuple[str, ...] = ("reward", "reward+penalties", "penalties")
+Teacher = Literal["reward", "reward+penalties", "penalties", "llm"]
+TEACHERS: tuple[str, ...] = ("reward", "reward+penalties", "penalties", "llm")
 
 
 def teacher_scores(
@@ -53,6 +55,8 @@ def teacher_scores(
         c.model_copy(update={"doc_ids": c.doc_ids[:top_n], "doc_scores": c.doc_scores[:top_n]}) if top_n else c
         for c in candidates
     ]
+    if teacher == "llm":  # the lists are the LLM's scored ones: their scores are the teacher's
+        return lists, {"pairs": 0, "cached": 0, "scored": 0}
     # Per list and candidate: the pair the model scores, or None for a penalty.
     slots: list[list[tuple[str, str] | None]] = []
     for cands in lists:
