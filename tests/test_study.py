@@ -99,6 +99,10 @@ def test_headline_json_holds_averages_and_paired_cis_with_unseen_tasks(tmp_path:
     ]
     Study(StudyConfig.load(None, overrides), tmp_path / "study", llm=FakeLLM()).run()
     top = json.loads((tmp_path / "headline.json").read_text())
+    only = StudyConfig.load(None, [*overrides, "eval.tasks=unseen,sst2", "eval.name=unseen"])
+    Study(only, tmp_path / "study", llm=FakeLLM()).run()
+    unseen = json.loads((tmp_path / "study" / "unseen" / "results.json").read_text())["by_k"]["1"]["queries"]
+    assert unseen == {"copa": 2, "sst2": 2}
     assert top == json.loads((tmp_path / "study" / "eval" / "headline.json").read_text())
     results = json.loads((tmp_path / "study" / "eval" / "results.json").read_text())["by_k"]["1"]
     assert top["test_queries"] == sum(results["queries"].values()) and top["unseen_tasks"] == ["copa"]

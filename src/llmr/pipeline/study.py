@@ -31,7 +31,7 @@ from llmr.llm import load_llm
 from llmr.llm.base import LLM
 from llmr.pipeline.config import PipelineConfig, Section, load_config
 from llmr.pipeline.runner import Pipeline, StageResult
-from llmr.tasks import TASKS
+from llmr.tasks import TASKS, resolve_tasks
 
 # The paper's averages over its 30 tasks (LLaMA-7B, k = 8; Wang et al. 2024, Table 1), by our method names.
 PAPER = {"random": 57.9, "bm25": 61.3, "dense": 61.4, "epr": 63.5, "llmr-1": 65.7, "llmr-2": 66.5}
@@ -48,6 +48,7 @@ class EvalSection(Section):
     )
     k: list[int] = Field(default_factory=lambda: [8])
     seeds: list[int] = Field(default_factory=lambda: [0])
+    tasks: str | None = None  # only these tasks' test queries (names, categories, 'unseen': the held-out ones)
     max_per_task: int = Field(0, ge=0)  # test queries per task (a seeded sample); 0 = all
     max_per_gen_task: int | None = Field(None, ge=0)  # the same for generation tasks (decoding costs); None: as above
     budget_tokens: int | None = 1024
@@ -164,7 +165,12 @@ class Study:
     def evaluate(self, stages: list[StageResult]) -> tuple[dict, dict[str, float]]:
         cfg = self.config.eval
         data = DataDir(next(r.path for r in stages if r.name == "data"))
-        records = test_queries(list(data.records("test")), cfg)
+        records = list(data.records("test"))
+        if cfg.tasks:
+            unseen = ",".join(self.config.pipeline.candidates.unseen())
+            names = {t.name for t in resolve_tasks(cfg.tasks.replace("unseen", unseen))}
+            records = [r for r in records if r.task_name in names]
+        records = test_queries(records, cfg)
         settings = EvalSettings(
             budget_tokens=cfg.budget_tokens, max_new_tokens=cfg.max_new_tokens, encoder_runtime=cfg.encoder_runtime
         )
