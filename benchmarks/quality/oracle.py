@@ -282,6 +282,28 @@ def main() -> None:
         sub_results = {m: [o for o in outs if o["query_id"] in sub] for m, outs in results.items()}
         sub_results |= {m: o for (m, _, _), o in kshot_runs.items()}
         text += "\n## On the kshot subsample\n\n" + table(sub_results)
+    # The oracles scored twice: how much does the noise move their accuracy?
+    retests = {
+        n: out / f"retest-{n}.jsonl.gz" for n in args.noise.split(",") if (out / f"retest-{n}.jsonl.gz").exists()
+    }
+    if retests:
+        noisy_records = [r for r in records if r.query_id in noisy_ids]
+        specs = []
+        for name, path in retests.items():
+            if name == "margin":  # scored on cls and mc only: generation queries keep the answer signal's lists
+                merged = out / "retest-margin-all.jsonl.gz"
+                gen = [c for c in read_jsonl(files["margin"], CandidateList) if c.query_id in noisy_ids]
+                write_jsonl(merged, [*read_jsonl(path, CandidateList), *(c for c in gen if not _scores("margin", c))])
+                path = merged
+            specs.append(f"{'answer in fp32' if name == 'fp32' else name + ' again'}:{path}")
+        again_runs, again_seconds = evaluate_methods(
+            llm, specs, list(passages.values()), noisy_records, [K], [0], outcomes, settings, index_dir
+        )
+        seconds |= again_seconds
+        base = ["bm25", "dense", *dict.fromkeys("answer" if n == "fp32" else n for n in retests)]
+        sub_results = {m: [o for o in results[m] if o["query_id"] in noisy_ids] for m in base}
+        sub_results |= {m: o for (m, _, _), o in again_runs.items()}
+        text += "\n## The oracles scored twice (noise subsample)\n\n" + table(sub_results)
     text += "\n## Noise (test-retest) and agreement between signals\n\n"
     text += "| scorings | pair agreement | same top 4 | queries |\n|---|---|---|---|\n"
     for name, n in report["noise"].items():
