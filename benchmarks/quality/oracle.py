@@ -160,7 +160,12 @@ def main() -> None:
     ap.add_argument("--signals", default="answer,margin,query")
     ap.add_argument("--noise-per-task", type=int, default=5)
     ap.add_argument("--noise", default="answer,margin,query,fp32")
-    ap.add_argument("--kshot-per-task", type=int, default=0, help="kshot is costly: scored on a nested subsample")
+    ap.add_argument(
+        "--subsample",
+        default="",
+        help="costly signals scored on a nested subsample, SIGNAL=PER_TASK (e.g. query=5,kshot=3); their oracles "
+        "are evaluated on it",
+    )
     ap.add_argument("--cone", action="store_true", help="also evaluate the test-time ConE reranker")
     ap.add_argument("--recorded", action="append", default=[], help="FILE:METHOD[=NAME]: recorded study outcomes")
     ap.add_argument("--skip-eval", action="store_true")
@@ -176,11 +181,12 @@ def main() -> None:
     known = json.loads((out / "oracle.json").read_text()) if (out / "oracle.json").exists() else {}
     base = ScoringConfig(n_candidates=RERANK_TOP_N, penalize_label_mismatch=False, seed=0)
     signals = [s for s in args.signals.split(",") if s]
+    small = {name: int(n) for name, _, n in (x.partition("=") for x in args.subsample.split(",") if x)}
     files: dict[str, Path] = {}
     for signal in signals:
         subset = [r for r in records if _scores(signal, r)]
-        if signal == "kshot":
-            subset = select_records(subset, None, args.kshot_per_task, seed=0)
+        if signal in small:
+            subset = select_records(subset, None, small[signal], seed=0)
         config = ScoringConfig(**{**base.__dict__, "signal": signal})
         files[signal] = out / f"{signal}.jsonl.gz"
         stats = score_signal(llm, subset, passages, config, files[signal], cache)
@@ -217,7 +223,7 @@ def main() -> None:
         seconds = max(stats["seconds"], known.get("noise", {}).get(name, {}).get("seconds", 0))
         report["noise"][name] = {**agreement(first, again), "seconds": seconds}
         print("noise", name, report["noise"][name], flush=True)
-    for a, b in itertools.combinations([s for s in signals if s != "kshot"], 2):
+    for a, b in itertools.combinations([s for s in signals if s not in small], 2):
         x, y = list(read_jsonl(files[a], CandidateList)), list(read_jsonl(files[b], CandidateList))
         report["noise"][f"{a} vs {b}"] = agreement(x, y)
     write_json(out / "oracle.json", report)
@@ -225,11 +231,10 @@ def main() -> None:
         return
     records = [Record(**r.model_dump(exclude={"doc_ids", "doc_scores"})) for r in records]
     label = write_label_oracle(data, records, out, index_dir)
-    specs = ["bm25", "dense"] + [f"{n}:{p}" for n, p in files.items() if "|" not in n and not n.startswith("kshot")]
-    specs += ["cone"] if args.cone else []
+    specs = ["bm25", "dense"] + [f"{n}:{p}" for n, p in files.items() if "|" not in n and n not in small]
     # The label filters change only classification queries' examples: elsewhere they are their base method.
     within = {"label": ("dense", label)} | {n: (n.split("|")[0], p) for n, p in files.items() if n.endswith("|label")}
-    within = {n: v for n, v in within.items() if not n.startswith("kshot")}
+    within = {n: v for n, v in within.items() if n.split("|")[0] not in small}
     settings = EvalSettings(budget_tokens=1024, max_new_tokens=48)
     outcomes = OutcomeCache(out / "outcomes.sqlite")
     started = time.perf_counter()
@@ -266,11 +271,13 @@ def main() -> None:
             results[name] = found
     text = "# Oracle: the top 4 of 16 same-task candidates by each LLM signal\n\n" + table(results)
     text += "\n".join(checks) + "\n"
-    if "kshot" in files:
-        sub = {r.query_id for r in select_records(records, None, args.kshot_per_task, seed=0)}
-        kshot_runs, _ = evaluate_methods(
+    for signal in [x for x in signals if x in small]:
+        sub = {r.query_id for r in select_records(records, None, small[signal], seed=0)}
+        specs = [f"{signal}:{files[signal]}", f"{signal}|label:{files[f'{signal}|label']}"]
+        specs += ["cone"] if signal == "query" and args.cone else []  # the same ranking, scored at test time
+        sub_runs, sub_seconds = evaluate_methods(
             llm,
-            [f"kshot:{files['kshot']}", f"kshot|label:{files['kshot|label']}"],
+            specs,
             list(passages.values()),
             [r for r in records if r.query_id in sub],
             [K],
@@ -279,9 +286,10 @@ def main() -> None:
             settings,
             index_dir,
         )
+        seconds |= sub_seconds
         sub_results = {m: [o for o in outs if o["query_id"] in sub] for m, outs in results.items()}
-        sub_results |= {m: o for (m, _, _), o in kshot_runs.items()}
-        text += "\n## On the kshot subsample\n\n" + table(sub_results)
+        sub_results |= {m: o for (m, _, _), o in sub_runs.items()}
+        text += f"\n## On the {signal} subsample ({small[signal]} per task)\n\n" + table(sub_results)
     # The oracles scored twice: how much does the noise move their accuracy?
     retests = {
         n: out / f"retest-{n}.jsonl.gz" for n in args.noise.split(",") if (out / f"retest-{n}.jsonl.gz").exists()
