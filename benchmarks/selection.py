@@ -63,7 +63,6 @@ def main() -> None:
     parser.add_argument("--ks", default="4,8")
     parser.add_argument("--index-dir", type=Path, default=Path("runs/index"))
     parser.add_argument("--specs", default="bm25,dense")
-    parser.add_argument("--study-only", action="store_true", help="only the study's eval sample (faster)")
     args = parser.parse_args()
     folder = DataDir(args.data)
     passages = list(folder.passages())
