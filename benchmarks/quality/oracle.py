@@ -96,8 +96,10 @@ def agreement(a: list[CandidateList], b: list[CandidateList], k: int = K) -> dic
     """Share of candidate pairs two scorings order alike (ties and penalized candidates left out), per
     query, averaged; and the share of queries whose top k is the same set."""
     pair_shares, same_top = [], []
-    for x, y in zip(a, b, strict=True):
-        assert x.query_id == y.query_id and x.doc_ids == y.doc_ids
+    by_id = {c.query_id: c for c in b}
+    for x in a:
+        y = by_id[x.query_id]
+        assert x.doc_ids == y.doc_ids
         kept = [i for i, s in enumerate(x.doc_scores) if s > PENALTY / 2]
         agree = total = 0
         for i, j in itertools.combinations(kept, 2):
