@@ -93,7 +93,7 @@ def test_a_rerun_is_served_from_the_cache_and_a_changed_model_is_not(reward_dir:
 
 def test_unknown_teacher_and_missing_model_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="teacher must be one of"):
-        teacher_scores([_query()], POOL, "llm")  # type: ignore[arg-type]
+        teacher_scores([_query()], POOL, "oracle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs the reward model"):
         teacher_scores([_query()], POOL, "reward")
 
