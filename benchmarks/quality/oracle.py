@@ -153,6 +153,33 @@ def table(runs: dict[str, list[dict]], references: tuple[str, ...] = ("bm25", "d
     return "\n".join(lines) + f"\n\n{n} test queries, {len(tasks)} tasks; the average is over tasks.\n"
 
 
+def mode_table(runs: dict[str, list[dict]], ref: str = "dense") -> str:
+    """Each method minus `ref` per task mode, with paired-bootstrap CIs."""
+    by_task = {m: defaultdict(list) for m in runs}
+    for m, outs in runs.items():
+        for o in outs:
+            by_task[m][o["task"]].append(o)
+    order = {m: {t: sorted(v, key=lambda o: o["query_id"]) for t, v in by_task[m].items()} for m in runs}
+    lines = [f"| method | {' | '.join(f'{mode} − {ref}' for mode in MODES)} |", "|---|" + "---|" * len(MODES)]
+    for m in runs:
+        if m == ref:
+            continue
+        cells = []
+        for mode in MODES:
+            ts = [t for t in order[ref] if TASKS[t].mode == mode and t in order[m]]
+            ci = paired_bootstrap({t: order[m][t] for t in ts}, {t: order[ref][t] for t in ts})
+            cells.append(f"{ci['difference']:+.1f} [{ci['low']:+.1f}, {ci['high']:+.1f}]")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def export(runs: dict[str, list[dict]], path: Path) -> None:
+    """Per-query outcomes in `outcomes.py export`'s format, to keep beside RESULTS.md."""
+    keep = ("query_id", "task", "score", "prediction", "gold")
+    with gzip.open(path, "wt") as f:
+        json.dump({f"{m}@k{K}s0": [{k: o[k] for k in keep if k in o} for o in outs] for m, outs in runs.items()}, f)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path("runs/qdata"))
@@ -272,7 +299,8 @@ def main() -> None:
         elif len(found) == len(ids):
             results[name] = found
     text = "# Oracle: the top 4 of 16 same-task candidates by each LLM signal\n\n" + table(results)
-    text += "\n".join(checks) + "\n"
+    text += "\n".join(checks) + "\n\nPer task mode, against dense:\n\n" + mode_table(results)
+    export(results, out / "outcomes.json.gz")
     for signal in [x for x in signals if x in small]:
         sub = {r.query_id for r in select_records(records, None, small[signal], seed=0)}
         specs = [f"{signal}:{files[signal]}", f"{signal}|label:{files[f'{signal}|label']}"]
