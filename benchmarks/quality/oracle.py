@@ -129,13 +129,18 @@ def load_recorded(spec: str, ids: set[str]) -> tuple[str, list[dict]]:
     return shown or method, [o for o in runs[name] if o["query_id"] in ids]
 
 
-def table(runs: dict[str, list[dict]], references: tuple[str, ...] = ("bm25", "dense")) -> str:
-    """Per method: the average over tasks per mode and overall, and paired-bootstrap CIs vs the references."""
-    by_task = {m: defaultdict(list) for m in runs}
+def _paired(runs: dict[str, list[dict]]) -> dict[str, dict[str, list[dict]]]:
+    """method -> task -> outcomes in query-id order: the same queries line up for a paired bootstrap."""
+    by_task: dict[str, dict[str, list[dict]]] = {m: defaultdict(list) for m in runs}
     for m, outs in runs.items():
         for o in outs:
             by_task[m][o["task"]].append(o)
-    order = {m: {t: sorted(v, key=lambda o: o["query_id"]) for t, v in by_task[m].items()} for m in runs}
+    return {m: {t: sorted(v, key=lambda o: o["query_id"]) for t, v in by_task[m].items()} for m in runs}
+
+
+def table(runs: dict[str, list[dict]], references: tuple[str, ...] = ("bm25", "dense")) -> str:
+    """Per method: the average over tasks per mode and overall, and paired-bootstrap CIs vs the references."""
+    order = _paired(runs)
     tasks = sorted(set.intersection(*(set(v) for v in order.values())))
     groups = {"all": tasks, **{mode: [t for t in tasks if TASKS[t].mode == mode] for mode in MODES}}
     head = "| method | " + " | ".join(groups) + " | " + " | ".join(f"− {r} (all)" for r in references) + " |"
@@ -155,11 +160,7 @@ def table(runs: dict[str, list[dict]], references: tuple[str, ...] = ("bm25", "d
 
 def mode_table(runs: dict[str, list[dict]], ref: str = "dense") -> str:
     """Each method minus `ref` per task mode, with paired-bootstrap CIs."""
-    by_task = {m: defaultdict(list) for m in runs}
-    for m, outs in runs.items():
-        for o in outs:
-            by_task[m][o["task"]].append(o)
-    order = {m: {t: sorted(v, key=lambda o: o["query_id"]) for t, v in by_task[m].items()} for m in runs}
+    order = _paired(runs)
     lines = [f"| method | {' | '.join(f'{mode} − {ref}' for mode in MODES)} |", "|---|" + "---|" * len(MODES)]
     for m in runs:
         if m == ref:
