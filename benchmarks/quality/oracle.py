@@ -302,6 +302,7 @@ def main() -> None:
     text = "# Oracle: the top 4 of 16 same-task candidates by each LLM signal\n\n" + table(results)
     text += "\n".join(checks) + "\n\nPer task mode, against dense:\n\n" + mode_table(results)
     export(results, out / "outcomes.json.gz")
+    on_subsample: dict[str, list[dict]] = {}
     for signal in [x for x in signals if x in small]:
         sub = {r.query_id for r in select_records(records, None, small[signal], seed=0)}
         specs = [f"{signal}:{files[signal]}", f"{signal}|label:{files[f'{signal}|label']}"]
@@ -320,6 +321,7 @@ def main() -> None:
         seconds |= sub_seconds
         sub_results = {m: [o for o in outs if o["query_id"] in sub] for m, outs in results.items()}
         sub_results |= {m: o for (m, _, _), o in sub_runs.items()}
+        on_subsample |= {m: o for (m, _, _), o in sub_runs.items()}
         text += f"\n## On the {signal} subsample ({small[signal]} per task)\n\n" + table(sub_results)
     # The oracles scored twice: how much does the noise move their accuracy?
     retests = {
@@ -340,7 +342,8 @@ def main() -> None:
         )
         seconds |= again_seconds
         base = ["bm25", "dense", *dict.fromkeys("answer" if n == "fp32" else n for n in retests)]
-        sub_results = {m: [o for o in results[m] if o["query_id"] in noisy_ids] for m in base}
+        both = results | on_subsample  # the subsample signals' outcomes hold the noise subsample's queries
+        sub_results = {m: [o for o in both[m] if o["query_id"] in noisy_ids] for m in base}
         sub_results |= {m: o for (m, _, _), o in again_runs.items()}
         text += "\n## The oracles scored twice (noise subsample)\n\n" + table(sub_results)
     text += "\n## Noise (test-retest) and agreement between signals\n\n"
