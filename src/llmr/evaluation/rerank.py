@@ -17,12 +17,14 @@ from pathlib import Path
 from llmr.base.files import cache_dir, file_fingerprint
 from llmr.base.manifest import config_hash
 from llmr.base.runtime import Runtime
+from llmr.candidates.dense import pool_fingerprint
 from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList, Passage, Record
 from llmr.distributed.engine import Engine
 from llmr.evaluation.selectors import Example, SelectionMethod, make_selector
 from llmr.llm.base import LLM, Score
 from llmr.scoring.cache import ScoreCache, pair_key
+from llmr.scoring.feedback import query_pair
 
 RERANK_TOP_N = 16  # candidates the LLM reranks per query
 
@@ -35,7 +37,7 @@ class RankedSelector:
         self.by_id = {p.id: p for p in passages}
         self.lists = {c.query_id: c for c in read_jsonl(path, CandidateList)}
         self.path = path
-        self.fingerprint = config_hash({"ranked": file_fingerprint(path), "pool": sorted(self.by_id)})
+        self.fingerprint = config_hash({"ranked": file_fingerprint(path), "pool": pool_fingerprint(passages)})
 
     def select_many(self, queries: Sequence[Record], k: int) -> list[list[Example]]:
         out = []
@@ -103,7 +105,7 @@ class ConEReranker:
 
     @staticmethod
     def _pairs(query: Record, examples: Sequence[Example]) -> list[tuple[str, str]]:
-        return [(f"{e.passage.contents}\n\n", query.query) for e in examples]
+        return [query_pair(e.passage.contents, query.query) for e in examples]
 
 
 def make_method(

@@ -119,10 +119,15 @@ def margin_target(record: Record) -> str | None:
     return MARGIN + json.dumps({"gold": gold, "others": [a for a in answers if a != gold], "mean": task.mode == "mc"})
 
 
+def query_pair(contents: str, query: str) -> Pair:
+    """The query signal's pair: the query scored after the candidate (ConE; no gold answer)."""
+    return f"{contents}\n\n", query
+
+
 def candidate_pairs(record: Record, kept: Sequence[Passage], config: ScoringConfig) -> list[list[Pair]]:
     """Per kept candidate, the pairs the LLM scores for it under `config.signal`."""
     if config.signal == "query":
-        return [[(f"{doc.contents}\n\n", record.query)] for doc in kept]
+        return [[query_pair(doc.contents, record.query)] for doc in kept]
     target = margin_target(record) if config.signal == "margin" else None
     answer = target or answer_text(record)
     if config.signal != "kshot" or len(kept) < 2:
@@ -157,9 +162,9 @@ def make_jobs(candidates: Iterable[CandidateList], passages: Mapping[str, Passag
                 docs.append(passages[doc_id])
             except KeyError:
                 raise KeyError(f"query {cands.query_id}: candidate {doc_id!r} is not in the pool") from None
-        kept = [doc for doc in docs if not penalized(cands, doc, config)]
-        scored = iter(candidate_pairs(cands, kept, config))
-        jobs.append(Job(cands, doc_ids, [None if penalized(cands, doc, config) else next(scored) for doc in docs]))
+        dropped = [penalized(cands, doc, config) for doc in docs]
+        scored = iter(candidate_pairs(cands, [d for d, off in zip(docs, dropped, strict=True) if not off], config))
+        jobs.append(Job(cands, doc_ids, [None if off else next(scored) for off in dropped]))
     return jobs
 
 
