@@ -184,7 +184,9 @@ def headline(results: Mapping[str, Any], k: int, aliases: Mapping[str, str] = {}
     keyed "a - b" overall, "<mode>: a - b" per mode and "unseen: a - b" over the held-out tasks.
     `aliases` renames methods (e.g. {"llmr-1": "llmr"})."""
     block = results["by_k"][str(k)]
-    name = lambda m: aliases.get(m, m)  # noqa: E731
+
+    def name(method: str) -> str:
+        return aliases.get(method, method)
 
     def renamed(pair: str) -> str:
         a, _, b = pair.partition(" - ")
