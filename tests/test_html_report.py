@@ -65,6 +65,16 @@ def test_the_page_holds_summary_tables_plots_and_the_explorer(eval_dir: Path, tm
     assert not re.search(r'(src|href)="(https?:)?//', page) and "<link" not in page  # nothing to fetch
 
 
+def test_the_same_run_gives_the_same_bytes_wherever_its_folder_is(eval_dir: Path, tmp_path: Path) -> None:
+    """A resumed or moved run must reproduce its page byte for byte (the kill suite compares them)."""
+    pages = []
+    for name in ("run-one", "another-name"):
+        folder = shutil.copytree(eval_dir, tmp_path / name, ignore=shutil.ignore_patterns("report.html"))
+        pages.append(write_html_report(folder).read_bytes())
+        assert name.encode() not in pages[-1]
+    assert pages[0] == pages[1] and b'clip-path="url(#' in pages[0]
+
+
 def test_a_folder_without_results_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no results\.json"):
         write_html_report(tmp_path)

@@ -53,9 +53,10 @@ def write_html_report(folder: Path | str, out: Path | str | None = None) -> Path
     folder = Path(folder)
     eval_dir, manifest = find_runs(folder)
     out = Path(out) if out else folder / "report.html"
-    sections, title = [], f"llmr report: {folder.name}"
+    sections, title = [], "llmr report: pipeline"  # never the folder's name: the same run, the same page
     if eval_dir is not None:
         results = json.loads((eval_dir / "results.json").read_text())
+        title = f"llmr report: {', '.join(results['methods'])} at k = {', '.join(map(str, results['ks']))}"
         outcomes = (
             list(read_jsonl(eval_dir / "explanations.jsonl.gz"))
             if (eval_dir / "explanations.jsonl.gz").exists()
@@ -71,8 +72,11 @@ def write_html_report(folder: Path | str, out: Path | str | None = None) -> Path
                 f"<h2>k = {k}</h2>",
                 summary(by_k, methods),
                 legend(methods, colours),
-                figure(category_plot(stats, methods, colours), "Score per category (mean over its tasks, ±1.96 SE)"),
-                figure(difference_plot(by_k["ci"], colours), "Paired differences, 95% bootstrap CI"),
+                figure(
+                    category_plot(stats, methods, colours, f"categories-k{k}"),
+                    "Score per category (mean over its tasks, ±1.96 SE)",
+                ),
+                figure(difference_plot(by_k["ci"], colours, f"diff-k{k}"), "Paired differences, 95% bootstrap CI"),
                 category_table(stats, methods),
                 task_table(stats, methods, by_k["queries"]),
             ]
@@ -257,17 +261,21 @@ def figure(content: str, caption: str) -> str:
 # -- plots ----------------------------------------------------------------------------------------
 
 
-def _svg(fig: Any) -> str:
+def _svg(fig: Any, name: str) -> str:
+    """The figure as inline SVG, byte-stable: no date, and ids hashed from `name` (unique in the page, so two
+    figures' clip paths never share an id) instead of a random salt."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})  # the same run, the same page
+    with matplotlib.rc_context({"svg.hashsalt": name}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buffer.getvalue()
     return text[text.index("<svg") :]
 
 
-def category_plot(stats: Mapping, methods: Sequence[str], colours: Mapping[str, str]) -> str:
+def category_plot(stats: Mapping, methods: Sequence[str], colours: Mapping[str, str], name: str) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -285,10 +293,10 @@ def category_plot(stats: Mapping, methods: Sequence[str], colours: Mapping[str, 
     ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
     ax.set_ylabel("score")
     ax.legend(fontsize=7, ncol=min(4, len(methods)))
-    return _svg(fig)
+    return _svg(fig, name)
 
 
-def difference_plot(cis: Mapping[str, Mapping[str, float]], colours: Mapping[str, str]) -> str:
+def difference_plot(cis: Mapping[str, Mapping[str, float]], colours: Mapping[str, str], name: str) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -311,7 +319,7 @@ def difference_plot(cis: Mapping[str, Mapping[str, float]], colours: Mapping[str
     ax.set_yticks(range(len(pairs)), pairs)
     ax.invert_yaxis()
     ax.set_xlabel("difference in points")
-    return _svg(fig)
+    return _svg(fig, name)
 
 
 # -- the explorer ---------------------------------------------------------------------------------
