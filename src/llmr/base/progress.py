@@ -3,7 +3,6 @@ terminal (CI logs, `| tee`), plain lines instead: one per task every few seconds
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.console import Console
@@ -47,7 +46,9 @@ class LineProgress(Progress):
     """Progress as plain lines (a redrawn bar would be one unreadable line in a log)."""
 
     def __init__(self, unit: str, console: Console, every_s: float = 10.0) -> None:
-        super().__init__(console=console, disable=True)  # tracks tasks and their speed; draws nothing
+        # Tracks tasks and their speed, draws nothing. Jobs that advance in chunks (256 LLM pairs, ~1 min)
+        # need a long speed window, or rich has too few samples for a rate or an ETA.
+        super().__init__(console=console, disable=True, speed_estimate_period=600)
         self.unit, self.every_s = unit, every_s
         self.last: dict[Any, float] = {}  # when each task's last line went out
         self.ended: set[Any] = set()  # tasks whose final line is out
@@ -66,7 +67,7 @@ class LineProgress(Progress):
         super().stop()
 
     def _line(self, task_id: Any, force: bool = False) -> None:
-        task, now = self._tasks[task_id], time.monotonic()
+        task, now = self._tasks[task_id], self.get_time()
         if task_id in self.ended or not (force or task.finished or now - self.last.get(task_id, -1e9) >= self.every_s):
             return
         self.last[task_id] = now
@@ -95,4 +96,5 @@ def progress_bar(unit: str = "items", console: Console | None = None, extra_rate
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
+        speed_estimate_period=120,  # see LineProgress
     )
