@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Issue 32, the deciding study: does the LLM's feedback teach the retriever anything at 270M?
+#   bash benchmarks/quality/feedback.sh recipe    # the pre-registered recipe (RESULTS.md), 50 scored queries per task
+#   bash benchmarks/quality/feedback.sh control   # after the recipe's score stage: same queries, LLM order vs labels
+# recipe: study.yaml with the margin signal, 50 queries per task scored by the LLM (16 candidates each), the
+#   reward model spreading it over every mined query of every mode (reward+penalties), evaluated on the
+#   2,066 confirmation queries, paired with the labels-only recipe's recorded outcomes.
+# control: only the LLM-scored queries (~1,250 lists of 16), two retrievers trained alike, one distilled on
+#   the LLM's own margin scores (teacher llm: its order within a task, and within a label for
+#   classification) and one on the labels alone (teacher penalties: the same -100s, a flat order
+#   otherwise). Their difference is what the LLM's feedback teaches, with the reward model out of the way.
+set -euo pipefail
+RUN=${RUN:-runs/feedback}
+RECIPE=(--set pipeline.scoring.signal=margin --set pipeline.scoring.max_per_task=50
+  --set pipeline.scoring.n_candidates=16 --set pipeline.distill.teacher=reward+penalties
+  --set "pipeline.distill.modes=[cls,mc,gen]")
+what=${1:-recipe}
+shift || true
+case $what in
+recipe)
+  llmr study benchmarks/quality/study.yaml -o "$RUN" -y "${RECIPE[@]}" --set eval.name=confirm \
+    --set eval.max_per_task=100 --set eval.max_per_gen_task=40 --set "eval.methods=[llmr-1]" "$@"
+  ;;
+control)
+  scores=$(ls "$RUN"/pipeline/iteration-1/score-*/scores.jsonl.gz)
+  data=$(ls -d "$RUN"/pipeline/data-*)
+  for teacher in llm penalties; do
+    out=$RUN-control/$teacher
+    llmr train teacher -c "$scores" --data "$data" --teacher "$teacher" --top-n 16 -o "$out/teacher.jsonl.gz"
+    llmr train retriever -s "$out/teacher.jsonl.gz" --data "$data" -o "$out/retriever" \
+      --epochs 3 --batch-size 16 --learning-rate 5e-5 --max-length 96
+  done
+  # The 1,040 test queries of study.yaml (neither arm was chosen on them); --set eval.max_per_task=100
+  # --set eval.max_per_gen_task=40 extends them to the 2,066 (cached outcomes are reused).
+  llmr study benchmarks/quality/study.yaml -o "$RUN-control" "${RECIPE[@]}" --set eval.name=control "$@" \
+    --set "eval.methods=[llm50:$RUN-control/llm/retriever,pen50:$RUN-control/penalties/retriever]" \
+    --set "eval.compare=[llm50 - pen50]"
+  # BM25 and dense on the same queries are recorded: benchmarks/quality/outcomes.py compare with
+  # outcomes-2026-12-06-ablations.json.gz (1,040) or -confirm.json.gz (2,066).
+  ;;
+esac
