@@ -118,3 +118,27 @@ def test_headline_json_holds_averages_and_paired_cis_with_unseen_tasks(tmp_path:
 def test_compare_names_evaluated_methods() -> None:
     with pytest.raises(ValueError, match=r"eval\.compare 'llmr-1 - bm42'"):
         StudyConfig.load(STUDY, ["eval.compare=['llmr-1 - bm42']"])
+
+
+def test_eval_section_passes_diversity_and_label_balance_to_the_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmr.pipeline.study as study_module
+
+    seen = {}
+
+    def spy(llm, methods, passages, records, ks, seeds, cache, settings, **kw):
+        seen["settings"] = settings
+        raise RuntimeError("stop after the settings")
+
+    monkeypatch.setattr(study_module, "evaluate_methods", spy)
+    overrides = [f"pipeline.{o}" for o in TINY] + [
+        "eval.methods=[bm25]",
+        "eval.diversity=0.3",
+        "eval.balance_labels=true",
+    ]
+    with pytest.raises(RuntimeError, match="stop after"):
+        Study(StudyConfig.load(None, overrides), tmp_path / "study", llm=FakeLLM()).run()
+    assert seen["settings"].diversity == 0.3 and seen["settings"].balance_labels is True
+    with pytest.raises(ValueError, match="diversity"):
+        StudyConfig.load(None, ["eval.diversity=1.5"])

@@ -55,6 +55,8 @@ class EvalSection(Section):
     max_new_tokens: int = Field(64, ge=1)
     resamples: int = Field(1000, ge=100)
     encoder_runtime: Runtime = Field("torch", description=RUNTIME_HELP)  # of the dense selectors
+    diversity: float | None = Field(None, ge=0.0, le=1.0)  # as `llmr eval --diversity` (MMR; None: off)
+    balance_labels: bool = False  # as `llmr eval --balance-labels`
     compare: list[str] = Field(default_factory=list)  # more paired CIs: "a - b" (method names as above)
     headline: str | None = None  # also write headline.json here (e.g. benchmarks/quality/headline.json)
 
@@ -172,7 +174,11 @@ class Study:
             records = [r for r in records if r.task_name in names]
         records = test_queries(records, cfg)
         settings = EvalSettings(
-            budget_tokens=cfg.budget_tokens, max_new_tokens=cfg.max_new_tokens, encoder_runtime=cfg.encoder_runtime
+            budget_tokens=cfg.budget_tokens,
+            max_new_tokens=cfg.max_new_tokens,
+            encoder_runtime=cfg.encoder_runtime,
+            diversity=cfg.diversity,
+            balance_labels=cfg.balance_labels,
         )
         # One cache for every variant (outcomes are keyed by LLM, selector, k, budget and query).
         cache = OutcomeCache(self.out / "eval" / "cache.sqlite")
