@@ -92,6 +92,7 @@ def answer(llm: LLM, batch: tuple[Sequence[Record], Sequence[Sequence[Example]],
             "options": option_scores,  # each answer's log-likelihood (cls, mc); None for generation
             "gold": record.answers[0],
             "answers": record.answers,
+            "choices": record.options if task.mode == "mc" else None,  # the options' texts, for the report
             **example_scores(task, prediction, record.answers),
         }
         for record, examples, prompt, prediction, option_scores in zip(

@@ -1,33 +1,48 @@
-"""`llmr report`: one self-contained HTML page for an eval, pipeline or study folder (no network to view it).
+"""`llmr report`: one self-contained HTML page for an eval, pipeline or study folder (no network to view it),
+and `llmr report RUN_A RUN_B`: a page comparing two runs on the queries both scored.
 
-The page: the headline differences with their CIs in words; per-task and per-category tables (each score
-with its standard error and query count; EM and F1 where the metric is em_f1); plots with error bars, one
-colour per method in every figure; the pipeline's stages (wall time, pairs, agreement on held-back
-queries); and an explorer: for a test query, each method's examples, prompt, option log-likelihoods and
-prediction, filtered by task and by "methods disagree" (also from the URL: `#task=sst2&disagree=1`).
-Everything is read from the files the runs write (results.json, explanations.jsonl.gz, manifest.json).
+The page: the run's metadata (LLM, encoders, versions, date, seeds, config, git commit, from its manifest);
+the headline differences with their CIs in words; sortable per-task and per-category tables (each score with
+its standard error and query count; EM and F1 where the metric is em_f1); plots with error bars, one colour
+per method in every figure; the pipeline's stages; per-query outcomes to download as CSV or JSON; and an
+explorer: for a test query, its options and gold answer as text, and each method's examples, prompt, option
+log-likelihoods and prediction, filtered by task, by "methods disagree" and by text (also from the URL:
+`#task=sst2&disagree=1&q=film`). Everything is read from the files the runs write (results.json,
+explanations.jsonl.gz, manifest.json); the same files give the same bytes, wherever the folder is.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
-import string
+import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
+
+from llmr.base.encoders import DEFAULT_ENCODER
 from llmr.base.files import write_text
 from llmr.data.jsonl import read_jsonl
+from llmr.evaluation.report import compare_runs
 from llmr.tasks import CATEGORIES, TASKS
 
 BASELINES = ("zero", "random", "kmeans", "bm25", "dense")
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
 EXPLORER_QUERIES = 300  # queries the page carries, spread over the tasks: it stays a few MB
+OUTCOME_COLUMNS = ("method", "k", "seed", "task", "query_id", "prediction", "gold", "score", "correct")
+Cell = tuple[str, float | str, str]  # (text, sort key, note after the text); a table row is a list of them
+
+
+@cache
+def _templates() -> Environment:
+    return Environment(loader=PackageLoader("llmr.evaluation", "templates"), autoescape=True, trim_blocks=True)
 
 
 def find_runs(folder: Path) -> tuple[Path | None, Path | None]:
@@ -43,55 +58,129 @@ def find_runs(folder: Path) -> tuple[Path | None, Path | None]:
 
 
 def _stages(path: Path) -> bool:
+    return "stages" in _json(path)
+
+
+def _json(path: Path) -> dict[str, Any]:
     try:
-        return "stages" in json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
+        return {}
+
+
+def _outcomes(eval_dir: Path) -> list[dict[str, Any]]:
+    path = eval_dir / "explanations.jsonl.gz"
+    return list(read_jsonl(path)) if path.exists() else []
 
 
 def write_html_report(folder: Path | str, out: Path | str | None = None) -> Path:
     folder = Path(folder)
     eval_dir, manifest = find_runs(folder)
     out = Path(out) if out else folder / "report.html"
-    sections, title = [], "llmr report: pipeline"  # never the folder's name: the same run, the same page
+    page: dict[str, Any] = {"title": "llmr report: pipeline", "blocks": [], "colours": {}, "explorer": {}}
     if eval_dir is not None:
         results = json.loads((eval_dir / "results.json").read_text())
-        title = f"llmr report: {', '.join(results['methods'])} at k = {', '.join(map(str, results['ks']))}"
-        outcomes = (
-            list(read_jsonl(eval_dir / "explanations.jsonl.gz"))
-            if (eval_dir / "explanations.jsonl.gz").exists()
-            else []
-        )
+        outcomes = _outcomes(eval_dir)
         methods = list(results["methods"])
         colours = {m: COLOURS[i % len(COLOURS)] for i, m in enumerate(methods)}
+        # never the folder's name: a moved or resumed run gives the same page
+        page["title"] = f"llmr report: {', '.join(methods)} at k = {', '.join(map(str, results['ks']))}"
+        page.update(methods=methods, colours=colours, outcomes=outcome_table(outcomes))
         for k in results["ks"]:
             by_k = results["by_k"][str(k)]
             rows = [o for o in outcomes if o.get("k") == k and o.get("seed", 0) == results["seeds"][0]]
             stats = task_stats(rows, methods, by_k["per_task"])
-            sections += [
-                f"<h2>k = {k}</h2>",
-                summary(by_k, methods),
-                legend(methods, colours),
-                figure(
-                    category_plot(stats, methods, colours, f"categories-k{k}"),
-                    "Score per category (mean over its tasks, ±1.96 SE)",
-                ),
-                figure(difference_plot(by_k["ci"], colours, f"diff-k{k}"), "Paired differences, 95% bootstrap CI"),
-                category_table(stats, methods),
-                task_table(stats, methods, by_k["queries"]),
-            ]
+            page["blocks"].append(
+                {
+                    "k": k,
+                    "summary": summary(by_k, methods),
+                    "figures": [
+                        (
+                            Markup(category_plot(stats, methods, colours, f"categories-k{k}")),
+                            "Score per category (mean over its tasks, ±1.96 SE)",
+                        ),
+                        (Markup(difference_plot(headline_cis(by_k["ci"]), colours, f"diff-k{k}")), DIFFERENCES),
+                    ],
+                    "tables": [
+                        category_table(stats, methods, f"categories-k{k}"),
+                        task_table(stats, methods, by_k["queries"], f"tasks-k{k}"),
+                    ],
+                }
+            )
             if k == results["ks"][0]:
-                explorer_data = explorer(rows, methods)
-    if manifest is not None:
-        sections.append(pipeline_section(json.loads(manifest.read_text()), folder))
-    page = string.Template((Path(__file__).parent / "report.html").read_text()).substitute(
-        title=html.escape(title),
-        body="\n".join(sections),
-        data=json.dumps(explorer_data if eval_dir is not None else {}).replace("</", "<\\/"),
-        colours=json.dumps(colours if eval_dir is not None else {}),
-        explorer_note=f"Up to {EXPLORER_QUERIES} test queries, as many per task (those where methods disagree first)",
-    )
-    write_text(out, page)
+                page["explorer"] = explorer(rows, methods)
+    pipeline = json.loads(manifest.read_text()) if manifest is not None else None
+    if pipeline is not None:
+        page["pipeline"] = pipeline_section(pipeline, folder)
+    page["metadata"] = run_metadata(_json(eval_dir / "manifest.json") if eval_dir is not None else pipeline)
+    page["explorer_note"] = f"Up to {EXPLORER_QUERIES} test queries, as many per task (where methods disagree first)"
+    write_text(out, _templates().get_template("report.html.j2").render(page))
+    return out
+
+
+def write_comparison(
+    run_a: Path | str, run_b: Path | str, out: Path | str | None = None, n_resamples: int = 1000
+) -> Path:
+    """The page comparing two eval (or study) runs: per k and method, A - B with a paired-bootstrap CI on the
+    queries both scored, per-task scores, both runs' metadata, and the paired outcomes to download."""
+    runs = [Path(run_a), Path(run_b)]
+    dirs = []
+    for run in runs:
+        eval_dir, _ = find_runs(run)
+        if eval_dir is None or not (eval_dir / "explanations.jsonl.gz").exists():
+            raise FileNotFoundError(f"{run}: no evaluation with per-query outcomes (explanations.jsonl.gz)")
+        dirs.append(eval_dir)
+    labels = [str(r) for r in runs] if runs[0].name == runs[1].name else [r.name for r in runs]
+    pairs = compare_runs(_outcomes(dirs[0]), _outcomes(dirs[1]), n_resamples)
+    if not pairs:
+        raise ValueError(f"{runs[0]} and {runs[1]} share no k and no query: nothing to compare")
+    names = [f"{p['a']} ({labels[0]}) - {p['b']} ({labels[1]}) @ k={p['k']}" for p in pairs]
+    cis = {n: p for n, p in zip(names, pairs, strict=True)}
+    colours = {p["a"]: COLOURS[i % len(COLOURS)] for i, p in enumerate(pairs)}
+    head = ["k", f"A: {labels[0]}", f"B: {labels[1]}", "shared queries", "A", "B", "A − B", "95% CI", "verdict"]
+    rows = [
+        [
+            _num(p["k"], "", 0),
+            _text(p["a"]),
+            _text(p["b"]),
+            _num(p["queries"], "", 0),
+            _num(p["score_a"]),
+            _num(p["score_b"]),
+            _num(p["difference"], "", 1, "+"),
+            (f"{p['low']:+.1f} to {p['high']:+.1f}", p["low"], ""),
+            _text(verdict(p["low"], p["high"])),
+        ]
+        for p in pairs
+    ]
+    per_task = [
+        {
+            "id": f"tasks-{i}",
+            "caption": f"{name}: per task (shared queries)",
+            "head": ["task", "metric", "queries", "A", "B", "A − B"],
+            "rows": [
+                [_text(t), _text(TASKS[t].metric), _num(v["n"], "", 0), _num(v["a"]), _num(v["b"]), _diff(v)]
+                for t, v in p["per_task"].items()
+            ],
+        }
+        for i, (name, p) in enumerate(cis.items())
+    ]
+    columns = ("k", "method_a", "method_b", "task", "query_id", "seed", "score_a", "score_b")
+    downloads = {"columns": columns, "rows": [[p["k"], p["a"], p["b"], *o] for p in pairs for o in p["outcomes"]]}
+    metadata = [run_metadata(_json(d / "manifest.json")) for d in dirs]
+    keys = list(dict.fromkeys(key for rows_ in metadata for key, _ in rows_))
+    both = [(key, *(dict(m).get(key, "–") for m in metadata)) for key in keys]
+    page = {
+        "title": f"llmr comparison: {labels[0]} vs {labels[1]}",
+        "labels": labels,
+        "summary": {"id": "pairs", "caption": "A − B on the queries both runs scored", "head": head, "rows": rows},
+        "figure": Markup(difference_plot(cis, {n: colours[p["a"]] for n, p in cis.items()}, "compare")),
+        "per_task": per_task,
+        "metadata": both,
+        "outcomes": downloads,
+        "n_resamples": n_resamples,
+    }
+    out = Path(out) if out else runs[0] / f"compare-{runs[1].name}.html"
+    write_text(out, _templates().get_template("compare.html.j2").render(page))
     return out
 
 
@@ -147,78 +236,84 @@ def _se(xs: Sequence[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
 
 
-# -- sections -------------------------------------------------------------------------------------
+def natural_key(text: str) -> tuple:
+    """Sorts "q2" before "q10" and "228" before "1247" (digit runs by value)."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(text)) if t)
 
 
-def summary(by_k: Mapping[str, Any], methods: Sequence[str]) -> str:
-    """The headline: each learned method against BM25, dense and random, in words."""
+def verdict(low: float, high: float) -> str:
+    return "better" if low > 0 else "worse" if high < 0 else "not distinguishable (the CI includes 0)"
+
+
+# -- sections: data for the templates -------------------------------------------------------------
+
+
+DIFFERENCES = "Paired differences, 95% bootstrap CI"
+
+
+def _num(x: float, note: str = "", digits: int = 1, sign: str = "") -> Cell:
+    if isinstance(x, float) and math.isnan(x):
+        return ("–", "", note)  # sorts first, not as a number
+    return (f"{x:{sign},.{digits}f}", x, note)
+
+
+def _diff(v: Mapping[str, float]) -> Cell:
+    return _num(v["a"] - v["b"], "", 1, "+")
+
+
+def _text(s: str) -> Cell:
+    return (s, s, "")
+
+
+def headline_cis(cis: Mapping[str, Mapping[str, float]]) -> dict[str, Mapping[str, float]]:
+    """The pairs the headline and its plot show: every method against BM25, dense and random."""
+    return {p: ci for p, ci in cis.items() if p.partition(" - ")[2] in ("bm25", "dense", "random")}
+
+
+def summary(by_k: Mapping[str, Any], methods: Sequence[str]) -> dict[str, Any]:
+    """The headline: the average per method, and each learned method against BM25, dense and random."""
     lines = []
-    for pair, ci in by_k["ci"].items():
+    for pair, ci in headline_cis(by_k["ci"]).items():
         a, _, b = pair.partition(" - ")
-        if a in BASELINES or b not in ("bm25", "dense", "random"):
-            continue
-        d, lo, hi = ci["difference"], ci["low"], ci["high"]
-        verdict = "better" if lo > 0 else "worse" if hi < 0 else "not distinguishable from it (the CI includes 0)"
-        lines.append(
-            f"<li><b>{html.escape(a)}</b> vs {html.escape(b)}: {d:+.1f} points "
-            f"(95% CI {lo:+.1f} to {hi:+.1f}): {verdict}</li>"
-        )
-    averages = ", ".join(
-        f"{html.escape(m)} {by_k['summary'][m]['average']:.1f}" for m in methods if m in by_k["summary"]
-    )
-    n = sum(by_k["queries"].values())
-    return (
-        f'<div class="summary"><p>Average score over {len(by_k["queries"])} tasks ({n:,} test queries): '
-        f"{averages}.</p><ul>{''.join(lines) or '<li>no learned method in this run</li>'}</ul>"
-        "<p class=note>Differences: paired bootstrap over the same test queries (mean of task scores).</p></div>"
-    )
+        if a not in BASELINES:
+            lines.append({"a": a, "b": b, **ci, "verdict": verdict(ci["low"], ci["high"])})
+    return {
+        "tasks": len(by_k["queries"]),
+        "queries": sum(by_k["queries"].values()),
+        "averages": [(m, by_k["summary"][m]["average"]) for m in methods if m in by_k["summary"]],
+        "lines": lines,
+    }
 
 
-def legend(methods: Sequence[str], colours: Mapping[str, str]) -> str:
-    chips = "".join(f'<span class="chip" style="background:{colours[m]}"></span>{html.escape(m)} ' for m in methods)
-    return f'<p class="legend">{chips}</p>'
-
-
-def category_table(stats: Mapping, methods: Sequence[str]) -> str:
+def category_table(stats: Mapping, methods: Sequence[str], table_id: str) -> dict[str, Any]:
     per = {m: category_stats(stats, m) for m in methods}
     cats = [c for c in (*CATEGORIES, "average") if any(c in per[m] for m in methods)]
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
-    body = "".join(
-        f"<tr><td>{html.escape(c)}</td>"
-        + "".join(_cell(*per[m][c]) if c in per[m] else "<td>–</td>" for m in methods)
-        + "</tr>"
+    rows = [
+        [_text(c)] + [_num(per[m][c][0], f" ± {per[m][c][1]:.1f}") if c in per[m] else _num(math.nan) for m in methods]
         for c in cats
-    )
-    return f"<h3>Per category (± SE)</h3><table class=category><tr><th>category</th>{head}</tr>{body}</table>"
+    ]
+    return {"id": table_id, "caption": "Per category (± SE)", "head": ["category", *methods], "rows": rows}
 
 
-def task_table(stats: Mapping, methods: Sequence[str], queries: Mapping[str, int]) -> str:
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
+def task_table(stats: Mapping, methods: Sequence[str], queries: Mapping[str, int], table_id: str) -> dict[str, Any]:
     rows = []
     for task, by_method in stats.items():
         cells = []
         for m in methods:
             e = by_method.get(m)
             if e is None:
-                cells.append("<td>–</td>")
+                cells.append(_num(math.nan))
             elif "em" in e:
-                cells.append(f"<td>{e['em']:.1f} / {e['f1']:.1f}<span class=se> EM / F1 ± {e['se']:.1f}</span></td>")
+                cells.append((f"{e['em']:.1f} / {e['f1']:.1f}", e["f1"], f" EM / F1 ± {e['se']:.1f}"))
             else:
-                cells.append(_cell(e["score"], e["se"]))
-        metric = TASKS[task].metric
+                cells.append(_num(e["score"], f" ± {e['se']:.1f}"))
         n = queries.get(task, max(int(e["n"]) for e in by_method.values()))
-        rows.append(f"<tr><td>{html.escape(task)}</td><td>{metric}</td><td>{n}</td>{''.join(cells)}</tr>")
-    return (
-        "<h3>Per task (± SE over its queries)</h3>"
-        f"<table class=tasks><tr><th>task</th><th>metric</th><th>queries</th>{head}</tr>{''.join(rows)}</table>"
-    )
+        rows.append([_text(task), _text(TASKS[task].metric), _num(n, "", 0), *cells])
+    head = ["task", "metric", "queries", *methods]
+    return {"id": table_id, "caption": "Per task (± SE over its queries)", "head": head, "rows": rows}
 
 
-def _cell(score: float, se: float) -> str:
-    return f"<td>{score:.1f}<span class=se> ± {se:.1f}</span></td>"
-
-
-def pipeline_section(manifest: Mapping[str, Any], folder: Path) -> str:
+def pipeline_section(manifest: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     keys = (
         "queries",
         "pairs",
@@ -232,30 +327,66 @@ def pipeline_section(manifest: Mapping[str, Any], folder: Path) -> str:
     rows = []
     for s in manifest["stages"]:
         report = s.get("report", {})
-        cells = "".join(
-            f"<td>{report[k]:.3f}</td>" if isinstance(report.get(k), float) else f"<td>{report.get(k, '')}</td>"
+        cells = [
+            _num(v, "", 3) if isinstance(v := report.get(k), float) else _text("" if v is None else str(v))
             for k in keys
-        )
-        rows.append(f"<tr><td>{html.escape(s['name'])}</td><td>{s.get('seconds', 0):,.0f}</td>{cells}</tr>")
-    head = "".join(f"<th>{k.replace('_', ' ')}</th>" for k in keys)
+        ]
+        rows.append([_text(s["name"]), _num(s.get("seconds", 0), "", 0), *cells])
     curve = next(iter(sorted(folder.glob("**/learning-curve*.png"))), None)
-    img = (
-        figure(
-            f'<img alt="learning curve" src="data:image/png;base64,{base64.b64encode(curve.read_bytes()).decode()}">',
-            "Reward-model learning curve",
-        )
-        if curve
-        else ""
-    )
-    return (
-        "<h2>Pipeline</h2><p>Agreement: how often a model orders held-back queries' candidates as its teacher does "
-        "(the reward model against the LLM; the retriever, and the encoder it started from, against the reward model)."
-        f"</p><table class=stages><tr><th>stage</th><th>seconds</th>{head}</tr>{''.join(rows)}</table>{img}"
-    )
+    return {
+        "table": {
+            "id": "stages",
+            "caption": "",
+            "head": ["stage", "seconds", *(k.replace("_", " ") for k in keys)],
+            "rows": rows,
+        },
+        "curve": base64.b64encode(curve.read_bytes()).decode() if curve else None,
+    }
 
 
-def figure(content: str, caption: str) -> str:
-    return f"<figure>{content}<figcaption>{html.escape(caption)}</figcaption></figure>"
+def run_metadata(manifest: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """What made the run, as its manifest records it (key, text). Never its folder or its date: a moved or
+    resumed run must give the same page, byte for byte (the kill suite compares them)."""
+    if not manifest:
+        return [("manifest", "none found: the settings of this run are unknown")]
+    config = manifest.get("config", {})
+    llm = manifest.get("llm") or config.get("llm")
+    methods = [str(m) for m in config.get("methods") or []]
+    encoders = {m.partition(":")[2] or DEFAULT_ENCODER for m in methods if m.partition(":")[0] in ("dense", "kmeans")}
+    encoders |= {str(v) for v in _find(config, "encoder")}
+    rows = [
+        ("date", "in manifest.json (created), kept out of this page: rerunning gives the same bytes"),
+        ("stage", manifest.get("stage", "–")),
+        ("LLM", str(llm.get("model") if isinstance(llm, Mapping) else llm or "–")),
+        ("encoders", ", ".join(sorted(encoders)) or "–"),
+        ("methods", ", ".join(methods) or "–"),
+        *((key, _plain(config[key])) for key in ("k", "seeds", "split", "tasks", "max_per_task") if key in config),
+        ("git commit", str(manifest.get("git") or "not recorded")),
+        ("versions", ", ".join(f"{name} {v}" for name, v in manifest.get("versions", {}).items()) or "–"),
+        ("inputs", ", ".join(f"{name} {v}" for name, v in manifest.get("inputs", {}).items()) or "–"),
+        ("config", json.dumps(config, sort_keys=True, indent=1)),
+    ]
+    return [(key, str(value)) for key, value in rows]
+
+
+def _find(config: Any, key: str) -> Iterable[Any]:
+    """Every value under `key` in a nested config (a pipeline's encoders sit in its stages' sections)."""
+    if isinstance(config, Mapping):
+        for k, v in config.items():
+            if k == key and v:
+                yield v
+            yield from _find(v, key)
+
+
+def _plain(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def outcome_table(outcomes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Every per-query outcome (each method, k and seed), columnar: what the page's CSV and JSON hold."""
+    rows = [[o.get(c, 0 if c == "seed" else None) for c in OUTCOME_COLUMNS] for o in outcomes]
+    rows.sort(key=lambda r: (r[1], str(r[0]), r[2], r[3], natural_key(r[4])))
+    return {"columns": OUTCOME_COLUMNS, "rows": rows}
 
 
 # -- plots ----------------------------------------------------------------------------------------
@@ -276,6 +407,8 @@ def _svg(fig: Any, name: str) -> str:
 
 
 def category_plot(stats: Mapping, methods: Sequence[str], colours: Mapping[str, str], name: str) -> str:
+    """Bars per category and method; no legend in the plot (it covered bars): the page's legend, above it,
+    gives each method's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,21 +425,19 @@ def category_plot(stats: Mapping, methods: Sequence[str], colours: Mapping[str, 
         ax.bar(xs, means, width, yerr=errs, capsize=2, color=colours[m], label=m)
     ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
     ax.set_ylabel("score")
-    ax.legend(fontsize=7, ncol=min(4, len(methods)))
     return _svg(fig, name)
 
 
 def difference_plot(cis: Mapping[str, Mapping[str, float]], colours: Mapping[str, str], name: str) -> str:
+    """One row per pair "a - b", coloured by a (or by the pair's own name)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = [p for p in cis if p.partition(" - ")[2] in ("bm25", "dense", "random")]
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(pairs) + 1))
-    for y, pair in enumerate(pairs):
-        ci = cis[pair]
-        colour = colours.get(pair.partition(" - ")[0], "#333")
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(cis) + 1))
+    for y, (pair, ci) in enumerate(cis.items()):
+        colour = colours.get(pair, colours.get(pair.partition(" - ")[0], "#333"))
         ax.errorbar(
             ci["difference"],
             y,
@@ -316,7 +447,7 @@ def difference_plot(cis: Mapping[str, Mapping[str, float]], colours: Mapping[str
             capsize=3,
         )
     ax.axvline(0, color="#999", linewidth=1)
-    ax.set_yticks(range(len(pairs)), pairs)
+    ax.set_yticks(range(len(cis)), list(cis))
     ax.invert_yaxis()
     ax.set_xlabel("difference in points")
     return _svg(fig, name)
@@ -326,11 +457,22 @@ def difference_plot(cis: Mapping[str, Mapping[str, float]], colours: Mapping[str
 
 
 def explorer(rows: Sequence[Mapping], methods: Sequence[str]) -> dict[str, Any]:
-    """Per query: its task, text and gold answer, and per method what it showed and predicted."""
+    """Per query: its id, task, text, gold answer and options' texts (multiple choice), and per method what it
+    showed and predicted; the queries in task order, then naturally by id (q2 before q10)."""
     queries: dict[str, dict[str, Any]] = {}
     for o in rows:
+        task = TASKS[o["task"]]
         q = queries.setdefault(
-            o["query_id"], {"task": o["task"], "query": o.get("query", ""), "gold": o.get("gold"), "methods": {}}
+            str(o["query_id"]),
+            {
+                "id": str(o["query_id"]),
+                "task": o["task"],
+                "query": o.get("query", ""),
+                "gold": o.get("gold"),
+                # letter -> option text: "gold: B" says nothing without it
+                "choices": dict(zip(task.label_words, o["choices"], strict=False)) if o.get("choices") else None,
+                "methods": {},
+            },
         )
         examples = o["examples"]
         if examples and "contents" not in examples[0]:  # outcomes from before the texts were kept
@@ -347,8 +489,9 @@ def explorer(rows: Sequence[Mapping], methods: Sequence[str]) -> dict[str, Any]:
         }
     for q in queries.values():
         q["disagree"] = len({json.dumps(m["score"]) for m in q["methods"].values()}) > 1
-    by_task: dict[str, list[tuple[str, dict]]] = defaultdict(list)
-    for qid, q in sorted(queries.items(), key=lambda kv: (not kv[1]["disagree"], kv[0])):
-        by_task[q["task"]].append((qid, q))
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for q in sorted(queries.values(), key=lambda q: (not q["disagree"], natural_key(q["id"]))):
+        by_task[q["task"]].append(q)
     quota = math.ceil(EXPLORER_QUERIES / max(1, len(by_task)))  # every task, disagreements first
-    return {"methods": list(methods), "queries": {qid: q for items in by_task.values() for qid, q in items[:quota]}}
+    kept = [q for task in sorted(by_task) for q in sorted(by_task[task][:quota], key=lambda q: natural_key(q["id"]))]
+    return {"methods": list(methods), "queries": kept}

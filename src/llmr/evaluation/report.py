@@ -235,3 +235,54 @@ def write_report(
 def _correct(outcome: Mapping[str, Any]) -> bool | None:
     """Right or wrong for label, option and exact-match tasks; None where the score is graded (ROUGE-L)."""
     return None if metric_for(TASKS[outcome["task"]]).graded else outcome["score"] == 1.0
+
+
+def compare_runs(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], n_resamples: int = 1000) -> list[dict]:
+    """Two runs' per-query outcomes (explanations.jsonl rows) -> per k and method pair, A - B on the queries
+    both scored (same task, query id and seed): each side's average, a paired-bootstrap CI and per-task scores.
+    Pairs: the methods both runs have, or every pair across them where they share none."""
+
+    def index(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], dict[tuple, Mapping[str, Any]]]:
+        found: dict[tuple[str, int], dict[tuple, Mapping[str, Any]]] = {}
+        for o in rows:
+            found.setdefault((o["method"], o["k"]), {})[o["task"], str(o["query_id"]), o.get("seed", 0)] = o
+        return found
+
+    left, right = index(a), index(b)
+    ks = sorted({k for _, k in left} & {k for _, k in right})
+    ms_a, ms_b = [list(dict.fromkeys(m for m, _ in side)) for side in (left, right)]
+    pairs = [(m, m) for m in ms_a if m in ms_b] or [(x, y) for x in ms_a for y in ms_b]
+    out = []
+    for k in ks:
+        for ma, mb in pairs:
+            if (ma, k) not in left or (mb, k) not in right:
+                continue
+            oa, ob = left[ma, k], right[mb, k]
+            keys = sorted(oa.keys() & ob.keys(), key=str)
+            if not keys:  # seeded differently: pair each run's first seed
+                first = [min(key[2] for key in side) for side in (oa, ob)]
+                oa = {key: o for key, o in oa.items() if key[2] == first[0]}
+                ob = {(*key[:2], first[0]): o for key, o in ob.items() if key[2] == first[1]}  # keyed by A's seed
+                keys = sorted(oa.keys() & ob.keys(), key=str)
+            if not keys:
+                continue
+            by_task_a, by_task_b = _by_task([oa[key] for key in keys]), _by_task([ob[key] for key in keys])
+            per_task = {
+                t: {"n": len(outs), "a": task_score(TASKS[t], outs), "b": task_score(TASKS[t], by_task_b[t])}
+                for t, outs in sorted(by_task_a.items())
+            }
+            ci = paired_bootstrap(by_task_a, by_task_b, n_resamples=n_resamples)
+            out.append(
+                {
+                    "k": k,
+                    "a": ma,
+                    "b": mb,
+                    "queries": len(keys),
+                    "score_a": float(np.mean([v["a"] for v in per_task.values()])),
+                    "score_b": float(np.mean([v["b"] for v in per_task.values()])),
+                    **ci,
+                    "per_task": per_task,
+                    "outcomes": [(*key, oa[key]["score"], ob[key]["score"]) for key in keys],  # for the download
+                }
+            )
+    return out
