@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,10 @@ def test_manifest_records_config_inputs_outputs(tmp_path: Path) -> None:
     assert set(manifest["outputs"]) == {"passages.jsonl.gz", "train.jsonl.gz", "test.jsonl.gz"}
     assert manifest["counts"]["sst2"] == {"pool": 8, "train": 3, "test": 2}
     assert {"python", "torch", "pydantic"} <= set(manifest["versions"])
+    # The code's commit, where llmr runs from a git checkout (as here, and in CI's clone).
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    if head.returncode == 0:
+        assert manifest["git"].removesuffix("+dirty") == head.stdout.strip()
 
 
 def test_caps_are_seeded(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ import hashlib
 import importlib.metadata
 import json
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,23 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return found
+
+
+@cache
+def git_commit() -> str | None:
+    """The commit of the llmr checkout this runs from (with "+dirty" for uncommitted changes); None when
+    llmr is an installed package or git is missing."""
+    here = Path(__file__).parent
+    try:
+        run = [
+            subprocess.run(["git", "-C", str(here), *a], capture_output=True, text=True, timeout=10)
+            for a in (["rev-parse", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
+        ]
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if run[0].returncode != 0:
+        return None
+    return run[0].stdout.strip() + ("+dirty" if run[1].stdout.strip() else "")
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
@@ -74,6 +93,7 @@ def write_manifest(
             "inputs": dict(inputs or {}),
             "outputs": {p.name: file_fingerprint(p) for p in outputs or []},
             "versions": versions(),
+            "git": git_commit(),
             **extra,
         },
     )
