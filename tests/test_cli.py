@@ -217,6 +217,42 @@ def test_every_user_mistake_is_one_error_line_with_exit_2(
         main()
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["eval", "--k", "-1"], "Invalid value for --k: -1: Input should be greater than or equal to 1"),
+        (["eval", "--k", "4,0"], "Invalid value for --k: 0: Input should be greater than or equal to 1"),
+        (["eval", "--max-per-task", "-1"], "Invalid value for --max-per-task: -1"),
+        (["eval", "--budget-tokens", "-5"], "Invalid value for --budget-tokens: -5"),
+        (["eval", "--methods", "bm25,dense,lmr"], "unknown method 'lmr'"),
+        (
+            ["eval", "--methods", "bm25,llmr:runs/does-not-exist"],
+            "'runs/does-not-exist' is no local file or folder, "
+            "so it was read as a hub id; it is not in the hub cache and HF_HUB_OFFLINE is set",
+        ),
+        (["data", "build", "--max-train", "-1"], "Invalid value for --max-train: -1"),
+        (["data", "build", "--max-pool", "-5"], "Invalid value for --max-pool: -5"),
+    ],
+)
+def test_bounds_and_methods_fail_before_any_work(
+    args: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval --k -1` wrote a report for "k = -1"; `data build --max-train -1` built 7,780 rows; a typo in the
+    last method failed after minutes of the others. Here the data folder and source do not exist: an error
+    about them would mean the work had begun."""
+    from huggingface_hub import constants
+
+    monkeypatch.chdir(tmp_path)  # no runs/ here: runs/does-not-exist reads as a hub id
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    where = ["--data", "no-data"] if args[0] == "eval" else ["--source", "no-source/"]
+    monkeypatch.setattr(sys, "argv", ["llmr", *args, *where])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("llmr: error: ") and err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_no_arguments_show_the_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     for args in ([], ["data"]):
         monkeypatch.setattr(sys, "argv", ["llmr", *args])

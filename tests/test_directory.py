@@ -123,6 +123,17 @@ def test_duplicate_pool_ids_and_empty_candidate_lists_are_refused(tmp_path: Path
         list(DataDir(tmp_path).candidates())
 
 
+def test_inspect_refuses_doc_ids_not_in_the_pool(tmp_path: Path) -> None:
+    shutil.copytree(RELEASED, tmp_path / "data")
+    kd = tmp_path / "data" / "kd_bm25_train.jsonl.gz"
+    rows = list(read_jsonl(kd))
+    rows[1]["doc_ids"][0] = "no-such-item"
+    write_jsonl(kd, rows)
+    with pytest.raises(DataFileError, match="'no-such-item' is not in the pool") as err:
+        DataDir(tmp_path / "data").validate()
+    assert (err.value.path, err.value.line, err.value.field) == (str(kd), 2, "doc_ids")
+
+
 def test_broken_files_name_the_file_and_line(tmp_path: Path) -> None:
     import gzip
 

@@ -245,7 +245,7 @@ def test_eval_cli_writes_table_plots_and_explanations_with_the_real_model(tmp_pa
     assert built.exit_code == 0, built.output
     out = tmp_path / "eval"
     args = ["eval", "--data", str(tmp_path / "data"), "-o", str(out), "--methods", "zero,random,bm25"]
-    args += ["--tasks", "sst2,copa,natural_questions", "--k", "2", "--resamples", "50"]
+    args += ["--tasks", "sst2,copa,natural_questions", "--k", "2", "--resamples", "100"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     results = json.loads((out / "results.json").read_text())

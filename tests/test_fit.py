@@ -83,3 +83,17 @@ def test_a_checkpoint_cut_short_and_other_data_are_not_resumed(tmp_path: Path) -
     other = Steps()  # the same config on other scores: resuming would mix two runs' data
     train_reward_model(list(reversed(cands)), pool, tmp_path / "b", CONFIG, save_steps=2, callbacks=[other])
     assert other.steps == [1, 2, 3, 4]
+
+
+def test_a_non_finite_loss_stops_training_with_one_line() -> None:
+    """The trainer's NaN filter logged loss 0.000 while 101 of 103 tensors went NaN, and the run exited 0."""
+    from types import SimpleNamespace
+
+    from llmr.training.fit import _progress
+
+    watch, state = _progress(), SimpleNamespace(is_world_process_zero=False, global_step=7)
+    watch.on_train_begin(None, state, None)
+    watch.on_log(None, state, None, logs={"loss": 0.25})
+    for loss in (float("nan"), float("inf")):
+        with pytest.raises(RuntimeError, match=f"training stopped at step 7: the loss is {loss}"):
+            watch.on_log(None, state, None, logs={"loss": loss})

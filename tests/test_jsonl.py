@@ -71,6 +71,31 @@ def test_candidate_lengths_must_match(tmp_path: Path) -> None:
         list(read_jsonl(path, CandidateList))
 
 
+@pytest.mark.parametrize("score", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_scores_are_refused_with_file_and_line(tmp_path: Path, score: str) -> None:
+    """NaN teacher scores trained an all-NaN retriever with exit 0: they fail where they are read."""
+    path = tmp_path / "kd.jsonl"
+    good = json.dumps({**_record(0), "doc_ids": ["1", "2"], "doc_scores": [0.5, -100.0]})
+    bad = json.dumps({**_record(1), "doc_ids": ["1", "2"], "doc_scores": [0.5, 0.0]}).replace("0.0]", score + "]")
+    path.write_text(f"{good}\n{bad}\n")
+    with pytest.raises(DataFileError, match="finite number") as err:
+        list(read_jsonl(path, CandidateList))
+    assert (err.value.line, err.value.field) == (2, "doc_scores.1")
+
+
+@pytest.mark.parametrize("name", ["bad.jsonl", "bad.jsonl.gz"])
+def test_a_bad_byte_is_reported_on_its_own_line(tmp_path: Path, name: str) -> None:
+    """The text stream decoded 8 KiB ahead: a bad byte on line 4 was reported as line 1."""
+    lines = [json.dumps({"id": f"p{i}", "contents": "a\nb", "task_name": "t"}).encode() for i in range(6)]
+    lines[3] = lines[3].replace(b"a", b"caf\xe9", 1)
+    data = b"\n".join(lines) + b"\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(DataFileError, match="not UTF-8") as err:
+        list(read_jsonl(path, Passage))
+    assert err.value.line == 4
+
+
 def test_integer_ids_are_read_as_strings() -> None:
     p = Passage.model_validate({"id": 7, "contents": "a\nb", "task_name": "t"})
     c = CandidateList.model_validate({**_record(0), "doc_ids": [3, "4"], "doc_scores": [1, 2.5]})
@@ -112,3 +137,20 @@ def test_a_new_cache_folder_is_created(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("LLMR_CACHE", str(tmp_path / "new" / "cache"))
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:  # as the model conversion does
         assert Path(tmp).parent == tmp_path / "new" / "cache"
+
+
+def test_a_full_disk_names_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk said "[Errno 28] No space left on device", naming no file."""
+    import builtins
+    import errno
+
+    from llmr.data import jsonl
+
+    full = builtins.open  # /dev/full: every write fails with ENOSPC, as on a full disk
+    monkeypatch.setattr(jsonl, "open", lambda path, mode: full("/dev/full", mode), raising=False)
+    monkeypatch.setattr(Path, "write_text", lambda self, text, encoding=None: full("/dev/full", "w").write(text))
+    for path, write in ((tmp_path / "rows.jsonl.gz", write_jsonl), (tmp_path / "report.json", write_json)):
+        with pytest.raises(OSError, match="No space left on device") as err:
+            write(path, [{"query": "x" * 100_000}])
+        assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    assert not list(tmp_path.iterdir())  # no temp file left behind

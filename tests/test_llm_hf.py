@@ -168,6 +168,59 @@ def test_a_local_models_fingerprint_follows_its_contents(tmp_path: Path) -> None
     assert model_fingerprint("org/hub-model") == "org/hub-model"
 
 
+def test_a_weights_file_swapped_in_place_is_a_new_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large files were keyed by size and mtime: the same size and mtime with other bytes kept the old scores."""
+    import os
+
+    from llmr.base.files import folder_fingerprint
+
+    monkeypatch.setenv("LLMR_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"w" * 1000)
+    stat = weights.stat()
+    before = folder_fingerprint(model, remember_above=100)
+    assert str(weights.resolve()) in (tmp_path / "cache" / "file-hashes.json").read_text()  # hashed once, kept
+    assert folder_fingerprint(model, remember_above=100) == before
+    weights.write_bytes(b"\0" * 1000)  # all zeros, same size, mtime put back
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert folder_fingerprint(model, remember_above=100) != before
+
+
+def test_two_conversions_of_one_gguf_fingerprint_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wiped cache or another LLMR_CACHE converts again, at another time: the cached scores must still hit."""
+    import time
+
+    from llmr.base import files
+    from llmr.llm import models
+
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(range(256)) * 4)
+    keys: list[str] = []
+
+    def convert(path: Path, key: str) -> Path:  # stands in for the dequantization: the same bytes, a new mtime
+        keys.append(key)
+        out = files.cache_dir() / "models" / key
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(path.read_bytes() * 2)
+        return out
+
+    monkeypatch.setattr(models, "_converted_gguf", convert)
+    prints = []
+    for cache in ("one", "two"):
+        monkeypatch.setenv("LLMR_CACHE", str(tmp_path / cache))
+        path, name = models.resolve_hf_model(str(gguf))
+        prints.append(models.folder_fingerprint(path, remember_above=100))
+        time.sleep(0.01)
+    assert keys[0] == keys[1] and prints[0] == prints[1] and name == str(gguf.resolve())
+    # An all-zero file of the same size is another model: another conversion (here, it would fail to load).
+    gguf.write_bytes(bytes(gguf.stat().st_size))
+    models.resolve_hf_model(str(gguf))
+    assert keys[2] != keys[0]
+
+
 def test_an_embedded_model_keeps_one_converted_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmr.llm import models
 

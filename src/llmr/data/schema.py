@@ -73,6 +73,9 @@ class Passage(_Row):
 
 
 class CandidateList(Record):
+    # A NaN or infinite score trained an all-NaN retriever with exit 0: refused where it is read.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     doc_ids: list[str]
     doc_scores: list[float]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from llmr.base.encoders import resolve_encoder
 from llmr.base.files import cache_dir, file_fingerprint
 from llmr.base.manifest import config_hash
 from llmr.base.runtime import Runtime
@@ -21,7 +22,7 @@ from llmr.candidates.dense import pool_fingerprint
 from llmr.data.jsonl import read_jsonl
 from llmr.data.schema import CandidateList, Passage, Record
 from llmr.distributed.engine import Engine
-from llmr.evaluation.selectors import Example, SelectionMethod, make_selector
+from llmr.evaluation.selectors import BUILTIN, Example, SelectionMethod, make_selector
 from llmr.llm.base import LLM, Score
 from llmr.scoring.cache import ScoreCache, pair_key
 from llmr.scoring.feedback import query_pair
@@ -131,3 +132,20 @@ def make_method(
             )
         return ConEReranker(base, engine, score_cache or ScoreCache(cache_dir() / "scores.sqlite"))
     return make_selector(spec, passages, seed, index_dir, runtime)
+
+
+def check_method(spec: str) -> None:
+    """What `make_method` would fail on, found before any method runs (a typo in the last of three methods
+    failed after minutes of the first two): an unknown name, a missing candidate-list file, an encoder
+    that is neither here nor in the hub cache nor on the hub."""
+    name, _, target = spec.partition(":")
+    if target.endswith((".jsonl", ".jsonl.gz")):
+        if not Path(target).is_file():
+            raise FileNotFoundError(f"method {spec!r}: candidate-list file not found: {target}")
+    elif not target and name not in (*BUILTIN, "cone"):
+        raise ValueError(
+            f"unknown method {spec!r}: use {', '.join(BUILTIN)}, cone, dense:<encoder>, <name>:<retriever folder> "
+            "or <name>:<candidate-list file>"
+        )
+    elif target and name not in ("zero", "random", "bm25"):  # these take no encoder
+        resolve_encoder(target)

@@ -14,7 +14,6 @@ Scoring is built on llama.cpp's low-level decode so that it computes what it nee
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from llmr.base.files import file_fingerprint
 from llmr.llm.base import LLM, Score, cut_at_stop
 from llmr.llm.models import DEFAULT_LLM, EMBEDDED
 from llmr.llm.vllm_backend import build_token_prompts
@@ -37,14 +37,6 @@ def resolve_gguf(model: str) -> Path:
     raise ValueError(
         f"the llama.cpp backend needs a .gguf file or an embedded model ({', '.join(EMBEDDED)}), not {model!r}"
     )
-
-
-def file_digest(path: Path, head_bytes: int = 1 << 20) -> str:
-    """sha256 of the file's size and first MiB: cheap, and changes with any other GGUF."""
-    h = hashlib.sha256(str(path.stat().st_size).encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(head_bytes))
-    return h.hexdigest()[:16]
 
 
 class LlamaCppLLM(LLM):
@@ -91,7 +83,8 @@ class LlamaCppLLM(LLM):
         # Gemma adds BOS, SmolLM2 does not: follow what the model's own tokenizer does (as the HF backend does).
         self._prefix = [bos] if bos >= 0 and self.llama.tokenize(b"a", add_bos=True)[:1] == [bos] else []
         self._cached: list[int] | None = None  # tokens whose KV sits at positions 0.. (None: unknown)
-        self.fingerprint = f"llamacpp:{self.path.name}:{file_digest(self.path)}"
+        # The whole file's content (a GGUF edited past its first MiB, or swapped in place, is another model).
+        self.fingerprint = f"llamacpp:{self.path.name}:{file_fingerprint(self.path, remember=True)[7:23]}"
 
     def close(self) -> None:
         if getattr(self, "_batch", None) is not None:

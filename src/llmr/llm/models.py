@@ -10,15 +10,13 @@ The llama.cpp backend reads the GGUF itself.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmr.base.files import cache_dir, folder_fingerprint, local_or_hub_id
-
-log = logging.getLogger(__name__)
+from llmr.base.files import cache_dir, file_fingerprint, folder_fingerprint, local_or_hub_id, reachable_hub_id
+from llmr.base.progress import progress_bar
 
 DEFAULT_LLM = "gemma-3-270m"
 MODEL_HELP = "Model: an embedded one ('gemma-3-270m', 'smollm2-135m'), a local folder, a .gguf file, or a hub id."
@@ -81,11 +79,12 @@ def resolve_hf_model(spec: str) -> tuple[str, str]:
             return str(_converted_gguf(model.gguf_path(Path(tmp)), key=spec)), name
     path = Path(spec).expanduser()
     if path.suffix == ".gguf" and path.is_file():
-        stat = path.stat()
-        return str(_converted_gguf(path, key=f"{path.stem}-{stat.st_size}")), str(path.resolve())
+        # Keyed by content: a GGUF swapped in place, even of the same size, is converted anew.
+        content = file_fingerprint(path, remember=True).removeprefix("sha256:")[:16]
+        return str(_converted_gguf(path, key=f"{path.stem}-{content}")), str(path.resolve())
     if path.is_dir():
         return str(path.resolve()), str(path.resolve())
-    return local_or_hub_id(spec, "LLM"), spec
+    return reachable_hub_id(local_or_hub_id(spec, "LLM"), "LLM"), spec
 
 
 def model_fingerprint(path: str) -> str:
@@ -100,18 +99,24 @@ def _converted_gguf(gguf: Path, key: str) -> Path:
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s to safetensors under %s (once; ~1 min)", gguf.name, out)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # save_pretrained refuses a model that still carries its GGUF quantizer; the weights are plain now.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{key}."))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        # Its steps as a bar: the dequantization alone takes a minute, and silence reads as a hang.
+        with progress_bar("steps") as bar:
+            step = bar.add_task(f"converting {gguf.name} to safetensors (once): dequantizing", total=3)
+            bar.advance(step, 0)  # its first line now, where the output is a log
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            bar.update(step, advance=1, description=f"converting {gguf.name} (once): its tokenizer")
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            # save_pretrained refuses a model that still carries its GGUF quantizer; the weights are plain now.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            bar.update(step, advance=1, description=f"converting {gguf.name} (once): saving to {out}")
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            bar.update(step, advance=1, description=f"converted {gguf.name} to {out}")
         for f in (tmp, *tmp.iterdir()):
             f.chmod(0o755 if f.is_dir() else 0o644)  # mkdtemp makes 0700: the copy is not a secret
         tmp.rename(out)

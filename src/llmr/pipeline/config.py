@@ -28,9 +28,10 @@ class Section(BaseModel):
 class DataSection(Section):
     source: str = "shared"  # as `llmr data build --source`
     tasks: str = "all-available"
-    max_train: int | None = 30_000  # training queries per task
-    max_test: int | None = None
-    max_pool: int | None = None  # pool items per task (None: every train row, as the paper)
+    # Caps per task; None: no cap (`llmr data build` validates its options here too: one rule).
+    max_train: int | None = Field(30_000, ge=1)  # training queries
+    max_test: int | None = Field(None, ge=1)
+    max_pool: int | None = Field(None, ge=1)  # pool items (None: every train row, as the paper)
 
 
 class CandidatesSection(Section):

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,12 +46,12 @@ class EvalSection(Section):
     methods: list[str] = Field(
         default_factory=lambda: ["zero", "random", "kmeans", "bm25", "dense", "epr", "llmr-1", "llmr-2"]
     )
-    k: list[int] = Field(default_factory=lambda: [8])
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    k: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [8], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     tasks: str | None = None  # only these tasks' test queries (names, categories, 'unseen': the held-out ones)
     max_per_task: int = Field(0, ge=0)  # test queries per task (a seeded sample); 0 = all
     max_per_gen_task: int | None = Field(None, ge=0)  # the same for generation tasks (decoding costs); None: as above
-    budget_tokens: int | None = 1024
+    budget_tokens: int | None = Field(1024, ge=1)  # None: no budget
     max_new_tokens: int = Field(64, ge=1)
     resamples: int = Field(1000, ge=100)
     encoder_runtime: Runtime = Field("torch", description=RUNTIME_HELP)  # of the dense selectors

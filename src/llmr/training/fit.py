@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import asdict
@@ -110,6 +111,7 @@ def fit(
         save_total_limit=1,
         logging_steps=max(1, len(dataset) // config.batch_size // 100),  # ~100 points of loss curve
         report_to="none",
+        logging_nan_inf_filter=False,  # its filter logged a NaN loss as 0.000; `check_loss` stops the run instead
         disable_tqdm=True,  # llmr's own bar below, not the trainer's bar and printed log dicts
         ddp_find_unused_parameters=find_unused_parameters,  # DDP only
     )
@@ -128,8 +130,17 @@ def fit(
     return out
 
 
+def check_loss(loss: float, step: int) -> None:
+    """A NaN or infinite loss makes every later step NaN: stop with one line, not an all-NaN model."""
+    if not math.isfinite(loss):
+        raise RuntimeError(
+            f"training stopped at step {step}: the loss is {loss} (check the teacher scores and the learning rate)"
+        )
+
+
 def _progress() -> Any:
-    """A trainer callback that shows llmr's progress bar: steps, rate, ETA and the last logged loss."""
+    """A trainer callback that shows llmr's progress bar (steps, rate, ETA and the last logged loss) and
+    stops the run when the loss turns non-finite."""
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -144,6 +155,8 @@ def _progress() -> Any:
                 self.bar.update(self.task, completed=state.global_step)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **_: Any) -> None:
+            if logs and "loss" in logs:
+                check_loss(float(logs["loss"]), state.global_step)
             if self.bar is not None and logs and "loss" in logs:
                 self.bar.update(self.task, description=f"training, loss {float(logs['loss']):.3f}")
 
