@@ -221,6 +221,21 @@ def test_two_conversions_of_one_gguf_fingerprint_the_same(tmp_path: Path, monkey
     assert keys[2] != keys[0]
 
 
+@pytest.mark.slow  # two real dequantizations (~1 min each)
+def test_a_real_conversion_is_byte_identical_in_two_cache_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scores are keyed by the converted folder's content: a second conversion must be served from cache."""
+    from llmr.llm import models
+
+    prints = []
+    for cache in ("one", "two"):
+        monkeypatch.setenv("LLMR_CACHE", str(tmp_path / cache))
+        path, _ = models.resolve_hf_model("smollm2-135m")
+        prints.append(models.model_fingerprint(path))
+    assert prints[0] == prints[1]
+
+
 def test_an_embedded_model_keeps_one_converted_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmr.llm import models
 
