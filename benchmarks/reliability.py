@@ -1,22 +1,30 @@
-"""Reliability under attack and accident (issue 17): HTTP abuse, bad data and configs, and kills.
+"""Reliability under attack and accident (issues 17, 33): HTTP abuse, bad data and configs, and kills.
 
     python benchmarks/reliability.py http            # abuse cases against `llmr serve`, then 200 clients
-    python benchmarks/reliability.py fuzz            # bad data files and configs: one clear line each
-    python benchmarks/reliability.py kills --n 20    # SIGKILL scoring / training / eval, resume, compare
+    python benchmarks/reliability.py fuzz            # bad data files and configs: exit 2 and one line each
+    python benchmarks/reliability.py kills --n 20    # SIGKILL scoring / training / eval while they work, resume
 
 Everything runs on loopback with tiny data (the package's sample tasks) and writes one JSON per section
 under --out (default runs/reliability). HTTP: the server is `llmr serve` in its own process; its peak
 RSS (VmHWM) is read from /proc after the attacks.
+
+Kills: per stage a clean run is watched (when it begins its work, when each checkpoint is written), then
+each of n runs is killed at a drawn moment of its work, [10%, 80%] of the clean run's working time after
+it begins (train: every other kill aims at a checkpoint being written, with a checkpoint every step). A
+kill counts as landed only when the process was alive right before the SIGKILL and died of it (rc -9); a
+kill that misses is drawn again (up to 3 attempts) and reported. The resumed run's files are compared
+with the clean run's byte for byte, file by file; a few that differ by design are listed as not compared.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
+import fnmatch
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +32,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 SAMPLES = Path(__file__).parents[1] / "src" / "llmr" / "data" / "samples"
@@ -171,8 +181,8 @@ def bench_http(data: Path, clients: int, requests: int) -> dict:
 
 
 def bench_fuzz(data: Path, work: Path) -> dict:
-    """Each case: a command on a broken input; it must exit non-zero with one line that names the
-    file (and line and field where there is one), no traceback, and write no output."""
+    """Each case: a command on a broken input; it must exit 2 with exactly one line on stderr that names the
+    file (and line and field where there is one), and write no output (`_check`)."""
     import gzip
 
     item = '{"id": "p0", "contents": "Review: good\\nPositive", "task_name": "sst2"}'
@@ -234,111 +244,350 @@ def bench_fuzz(data: Path, work: Path) -> dict:
     broken.write_bytes(b"not a database" * 100)
     cmd = [*LLMR, "eval", "--data", str(data), "--methods", "zero", "--out", str(out), "--max-per-task", "1"]
     cases.append(_check("corrupt SQLite cache", cmd, str(broken), out))
-    return {"cases": cases, "clear": sum(c["clear"] for c in cases), "total": len(cases)}
-
-
-def _check(name: str, cmd: list[str], needle: str, output: Path) -> dict:
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    text = " ".join(run.stderr.split())  # the CLI's error box wraps lines; one message either way
-    wrote = output.exists() and any(p.name not in INPUTS for p in output.rglob("*") if p.is_file())
-    clear = run.returncode != 0 and "Traceback" not in run.stderr and needle in text and not wrote
-    return {"case": name, "clear": clear, "rc": run.returncode, "message": text[-300:]}
+    failed = [c["case"] for c in cases if not c["passed"]]
+    return {"passed": len(cases) - len(failed), "total": len(cases), "failed": failed, "cases": cases}
 
 
 INPUTS = {"passages.jsonl", "passages.jsonl.gz", "train.jsonl", "bm25_train.jsonl", "cache.sqlite"}  # the broken files
+FUZZ_ENV = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "COLUMNS": "80"}  # a common terminal's width
+
+
+def _check(name: str, cmd: list[str], needle: str, output: Path) -> dict:
+    """A case passes when the command exits 2 (a usage or data error) with exactly one line on stderr that holds
+    `needle`, and writes nothing: no traceback, no wrapped or boxed message."""
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=FUZZ_ENV)
+    lines = run.stderr.rstrip("\n").split("\n") if run.stderr.strip() else []
+    wrote = output.exists() and any(p.name not in INPUTS for p in output.rglob("*") if p.is_file())
+    why = [
+        *([f"exit {run.returncode}, not 2"] if run.returncode != 2 else []),
+        *([f"{len(lines)} lines on stderr, not 1"] if len(lines) != 1 else []),
+        *(["a traceback"] if "Traceback" in run.stderr else []),
+        *([f"stderr lacks {needle!r}"] if needle not in run.stderr else []),
+        *(["wrote output"] if wrote else []),
+    ]
+    return {"case": name, "passed": not why, "why": why, "rc": run.returncode, "stderr": run.stderr[-600:]}
 
 
 # -- kills --------------------------------------------------------------------------------------
 
-
-def digest(path: Path) -> str:
-    """The output's content: a file's bytes, or a folder's files by relative path, less what differs between
-    runs by design (timings, dates, the model card, database page layout)."""
-    skip = {"manifest.json", "stage.json", "training_log.json", "timings.json", "README.md"}
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256()
-    for f in files:
-        if f.name in skip or f.suffix in (".png", ".sqlite", ".faiss") or f.name.endswith(("-wal", "-shm")):
-            continue
-        h.update((str(f.relative_to(path)) if path.is_dir() else "").encode() + f.read_bytes())
-    return h.hexdigest()
+POLL_S = 0.02  # how often a run's folder is looked at
 
 
-def bench_kills(data: Path, work: Path, n: int, seed: int) -> dict:
-    """Each stage: a clean run, then n runs each SIGKILLed at a random moment and resumed; the resumed
-    output must equal the clean one byte for byte (model weights included)."""
+@dataclass
+class Stage:
+    """One command under test, run in its own folder: how to start it, what it shows of its progress, and
+    what of its output a resumed run must reproduce byte for byte."""
+
+    name: str
+    command: Callable[[Path], list[str]]  # run folder -> argv
+    observe: Callable[[Path], set[str]]  # run folder -> events visible now; "working": past start-up
+    output: str  # the output file or folder, in the run folder: its every file is compared...
+    ignored: dict[str, str] = field(default_factory=dict)  # ...but these (glob patterns) -> why they may differ
+    state: Callable[[Path], dict] = lambda run: {}  # what a kill left behind (read once the process is dead)
+    during_write: bool = False  # train: every other kill aims at a checkpoint being written
+
+    @property
+    def folder(self) -> str:
+        return self.name.replace(" ", "-")
+
+    def compared(self, run: Path) -> list[str]:
+        """The output's files, relative to the run folder, less the ignored ones."""
+        out = run / self.output
+        files = sorted(p for p in out.rglob("*") if p.is_file()) if out.is_dir() else [out]
+        names = [str(p.relative_to(run)) for p in files]
+        return [n for n in names if not any(fnmatch.fnmatch(n, pattern) for pattern in self.ignored)]
+
+
+@dataclass
+class Profile:
+    """A clean run's timeline: when each event was first seen, seconds after the start."""
+
+    total_s: float
+    events: dict[str, float]
+
+    @property
+    def working_s(self) -> float:
+        """How long the clean run worked: from "working" to its exit."""
+        return self.total_s - self.events["working"]
+
+
+def watch(proc: subprocess.Popen, run: Path, stage: Stage, until: Callable[[dict[str, float]], bool]) -> dict:
+    """Poll `run` while `proc` lives, recording when each event is first seen, until `until(events)` holds
+    (then True) or the process exits (then False). Returns {"events": ..., "reached": ...}."""
+    start, events = time.perf_counter(), {}
+    while True:
+        alive = proc.poll() is None
+        for event in stage.observe(run):
+            events.setdefault(event, round(time.perf_counter() - start, 3))
+        if until(events):
+            return {"events": events, "reached": True}
+        if not alive:
+            return {"events": events, "reached": False}
+        time.sleep(POLL_S)
+
+
+def profile(stage: Stage, run: Path, env: dict) -> Profile:
+    """The clean run, watched: its duration and when it began its work (and wrote each checkpoint)."""
+    start = time.perf_counter()
+    with open(run.parent / f"{run.name}.log", "wb") as log:
+        proc = subprocess.Popen(stage.command(run), env=env, stdout=log, stderr=subprocess.STDOUT)
+        seen = watch(proc, run, stage, lambda events: False)
+    total = time.perf_counter() - start
+    if proc.returncode != 0 or "working" not in seen["events"]:
+        raise RuntimeError(f"{stage.name}: the clean run failed (rc {proc.returncode}); see {run}.log")
+    return Profile(round(total, 3), seen["events"])
+
+
+def kill_while_working(
+    cmd: list[str], env: dict, run: Path, stage: Stage, moment: Callable[[dict[str, float]], float | None]
+) -> dict:
+    """Start `cmd`, wait for the moment to kill (`moment(events)`: seconds from now, once the events allow
+    it; None: not yet), then SIGKILL. The kill has landed only when the process was alive right before it
+    and then died of it (return code -9): a process that already exited is not killed."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    delay: list[float] = []
+
+    def ready(events: dict[str, float]) -> bool:
+        if not delay and (d := moment(events)) is not None:
+            delay.append(d)
+        return bool(delay)
+
+    seen = watch(proc, run, stage, ready)
+    at = time.perf_counter() + (delay[0] if delay else 0.0)
+    while seen["reached"] and proc.poll() is None and time.perf_counter() < at:
+        time.sleep(min(POLL_S, max(0.0, at - time.perf_counter())))
+    alive = proc.poll() is None
+    if alive:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    landed = alive and proc.returncode == -signal.SIGKILL
+    return {
+        "waited_s": round(delay[0], 3) if delay else None,
+        "alive_before_kill": alive,
+        "rc": proc.returncode,
+        "landed": landed,
+        "events_before_kill": sorted(seen["events"]),
+    }
+
+
+def same_files(names: list[str], run: Path, clean: Path) -> dict[str, bool]:
+    return {name: (run / name).is_file() and (run / name).read_bytes() == (clean / name).read_bytes() for name in names}
+
+
+def bench_stage(stage: Stage, work: Path, n: int, rng: random.Random, env: dict, max_attempts: int = 3) -> dict:
+    """A clean run (watched, for its timeline), then n kills, each landing while the run works, each
+    resumed; the resumed run's outputs must equal the clean run's byte for byte. A kill that misses (the
+    process had exited, or never began its work) is drawn again, up to `max_attempts` times."""
+    clean_run = work / f"{stage.folder}-clean"
+    clean = profile(stage, clean_run, env)
+    compared = stage.compared(clean_run)
+    lo, hi = 0.1 * clean.working_s, 0.8 * clean.working_s
+    checkpoints = sorted((e for e in clean.events if e.startswith("checkpoint-") and " " not in e), key=_step)
+    writes = [clean.events[f"{c} done"] - clean.events[c] for c in checkpoints if f"{c} done" in clean.events]
+    write_s = sorted(writes)[len(writes) // 2] if writes else 0.0
+    attempts, kills = 0, []
+    for i in range(n):
+        for attempt in range(max_attempts):
+            attempts += 1
+            run = work / f"{stage.folder}-{i}"
+            shutil.rmtree(run, ignore_errors=True)
+            if stage.during_write and i % 2 and len(checkpoints) > 1:  # aim at a checkpoint being written
+                target, wait = rng.choice(checkpoints[1:]), rng.uniform(0.0, 0.8) * write_s
+                aim = f"during the write of {target}"
+                moment = partial(_when, event=target, wait=wait)
+            else:  # [10%, 80%] of the clean run's working time, counted from when this run begins its work
+                wait = rng.uniform(lo, hi)
+                aim = f"{wait:.2f} s into its work"
+                moment = partial(_when, event="working", wait=wait)
+            kill = {"kill": i, "attempt": attempt + 1, "aim": aim}
+            kill |= kill_while_working(stage.command(run), env, run, stage, moment)
+            if kill["landed"]:
+                kill["state"] = stage.state(run)
+                start = time.perf_counter()
+                resumed = subprocess.run(stage.command(run), env=env, capture_output=True, text=True)
+                identical = same_files(compared, run, clean_run) if resumed.returncode == 0 else {}
+                kill |= {
+                    "resume_rc": resumed.returncode,
+                    "resumed": resumed.returncode == 0,
+                    "resume_s": round(time.perf_counter() - start, 1),
+                    "resume_said": " ".join(resumed.stdout.split())[-300:],
+                    "identical": identical,
+                    "byte_identical": bool(identical) and all(identical.values()),
+                }
+                if resumed.returncode != 0:
+                    kill["resume_stderr"] = resumed.stderr[-1000:]
+            kills.append(kill)
+            if kill["landed"]:
+                break
+    landed = [k for k in kills if k["landed"]]
+    result = {
+        "n": n,
+        "attempts": attempts,
+        "landed_while_working": len(landed),
+        "resumed": sum(k["resumed"] for k in landed),
+        "byte_identical": sum(k["byte_identical"] for k in landed),
+        "files_identical": {name: sum(k["identical"].get(name, False) for k in landed) for name in compared},
+        "not_compared": stage.ignored,
+        "clean_run_s": clean.total_s,
+        "clean_working_s": round(clean.working_s, 3),
+        "kill_window_s": [round(lo, 3), round(hi, 3)],
+    }
+    if stage.during_write:
+        result |= {
+            "checkpoints_in_clean_run": len(checkpoints),
+            "median_checkpoint_write_s": round(write_s, 3),
+            "landed_after_a_checkpoint": sum(bool(k["state"]["complete"]) for k in landed),
+            "landed_during_a_write": sum(bool(k["state"]["incomplete"]) for k in landed),
+            "met_a_checkpoint": sum(bool(k["state"]["complete"] or k["state"]["incomplete"]) for k in landed),
+        }
+    return result | {"kills": kills}
+
+
+def _when(events: dict[str, float], event: str, wait: float) -> float | None:
+    return wait if event in events else None
+
+
+def _step(name: str) -> int:
+    return int(name.rpartition("-")[2])
+
+
+def _exists(path: Path) -> set[str]:
+    return {"working"} if path.exists() else set()
+
+
+def train_events(checkpoints: Path) -> set[str]:
+    """ "working" once a first checkpoint folder appears; each checkpoint-N, and "checkpoint-N done" once the
+    trainer wrote its trainer_state.json (its last file)."""
+    events = set()
+    try:
+        for folder in checkpoints.glob("checkpoint-*"):
+            events |= {"working", folder.name} | (
+                {f"{folder.name} done"} if (folder / TRAINER_STATE).exists() else set()
+            )
+    except OSError:  # a folder removed while listed (the trainer keeps one checkpoint)
+        pass
+    return events
+
+
+def train_state(checkpoints: Path) -> dict:
+    folders = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: _step(p.name))
+    return {
+        "complete": [p.name for p in folders if (p / TRAINER_STATE).exists()],
+        "incomplete": [p.name for p in folders if not (p / TRAINER_STATE).exists()],
+    }
+
+
+TRAINER_STATE = "trainer_state.json"  # what the trainer writes last into a checkpoint
+
+
+def kill_stages(data: Path, work: Path, save_steps: int) -> list[Stage]:
+    """score, train retriever and eval on the sample tasks (~36 queries), each as a `Stage`."""
+    return [
+        Stage(
+            "score",
+            lambda run: [
+                *LLMR,
+                "score",
+                "--data",
+                str(data),
+                "--candidates",
+                str(work / "cands.jsonl.gz"),
+                "--out",
+                str(run / "scores.jsonl.gz"),
+                "--cache",
+                str(run / "cache.sqlite"),
+                "--n-candidates",
+                "4",
+                "--chunk-pairs",
+                "4",
+            ],
+            lambda run: _exists(run / "cache.sqlite"),  # opened before the LLM loads and scores
+            "scores.jsonl.gz",
+        ),
+        Stage(
+            "train retriever",
+            lambda run: [
+                *LLMR,
+                "train",
+                "retriever",
+                "--data",
+                str(data),
+                "--scores",
+                str(work / "scores.jsonl.gz"),
+                "--out",
+                str(run / "retriever"),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--no-bf16",
+                "--groups-top-k-positive",
+                "1",  # the sample tasks have few unpenalized candidates per query
+                "--save-steps",
+                str(save_steps),
+            ],
+            lambda run: train_events(run / "retriever" / "checkpoints"),
+            "retriever",
+            {
+                "retriever/manifest.json": "when and how long",
+                "retriever/training_log.json": "the trainer's runtime and speed",
+                "retriever/README.md": "the model card (dates, timings)",
+            },
+            lambda run: train_state(run / "retriever" / "checkpoints"),
+            during_write=True,
+        ),
+        Stage(
+            "eval",
+            lambda run: [
+                *LLMR,
+                "eval",
+                "--data",
+                str(data),
+                "--methods",
+                "bm25,random",
+                "--out",
+                str(run / "eval"),
+                "--max-per-task",
+                "4",
+            ],
+            lambda run: _exists(run / "eval" / "cache.sqlite"),  # opened before the LLM loads
+            "eval",
+            {
+                "eval/manifest.json": "when and how long",
+                "eval/cache.sqlite*": "SQLite's page layout",
+                "eval/index/*": "the selectors' index cache, not a result",
+            },
+        ),
+    ]
+
+
+def bench_kills(
+    data: Path, work: Path, n: int, seed: int, stages: list[str], save_steps: int, report: Path | None = None
+) -> dict:
+    """Per stage: a clean run, then n runs each SIGKILLed while working and resumed; each resumed run's
+    outputs must equal the clean run's byte for byte (model weights included). The results so far go to
+    `report` after each stage."""
     rng = random.Random(seed)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    stages = {
-        "score": lambda out, cache: [
-            *LLMR,
-            "score",
-            "--data",
-            str(data),
-            "--candidates",
-            str(work / "cands.jsonl.gz"),
-            "--out",
-            str(out),
-            "--cache",
-            str(cache),
-            "--n-candidates",
-            "4",
-            "--chunk-pairs",
-            "4",
-        ],
-        "train retriever": lambda out, cache: [
-            *LLMR,
-            "train",
-            "retriever",
-            "--data",
-            str(data),
-            "--scores",
-            str(work / "scores.jsonl.gz"),
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "4",
-            "--no-bf16",
-            "--groups-top-k-positive",
-            "1",  # the sample tasks have few unpenalized candidates per query
-        ],
-        "eval": lambda out, cache: [
-            *LLMR,
-            "eval",
-            "--data",
-            str(data),
-            "--methods",
-            "bm25,random",
-            "--out",
-            str(out),
-            "--max-per-task",
-            "4",
-        ],
-    }
-    subprocess.run(
-        [*LLMR, "candidates", "--data", str(data), "--out", str(work / "cands.jsonl.gz")], check=True, env=env
-    )
-    subprocess.run(stages["score"](work / "scores.jsonl.gz", work / "scores.sqlite"), check=True, env=env)
+    work.mkdir(parents=True, exist_ok=True)
+    if {"score", "train retriever"} & set(stages):
+        subprocess.run(
+            [*LLMR, "candidates", "--data", str(data), "--out", str(work / "cands.jsonl.gz")],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+    by_name = {stage.name: stage for stage in kill_stages(data, work, save_steps)}
     results = {}
-    for name, make in stages.items():
-        suffix = ".jsonl.gz" if name == "score" else ""  # scoring writes a file, the others a folder
-        clean_out = work / f"{name}-clean{suffix}"
-        start = time.perf_counter()
-        subprocess.run(make(clean_out, work / f"{name}-clean.sqlite"), check=True, env=env, capture_output=True)
-        seconds = time.perf_counter() - start
-        clean = digest(clean_out)
-        survived = []
-        for i in range(n):
-            out, cache = work / f"{name}-{i}{suffix}", work / f"{name}-{i}.sqlite"
-            proc = subprocess.Popen(make(out, cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.2, 1.0) * seconds)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            subprocess.run(make(out, cache), check=True, env=env, capture_output=True)
-            survived.append(digest(out) == clean)
-        results[name] = {"survived": sum(survived), "n": n, "clean_run_s": round(seconds, 1)}
+    for name in stages:  # in the order asked
+        stage = by_name[name]
+        if name == "train retriever" and not (work / "scores.jsonl.gz").exists():  # its input: clean scores
+            subprocess.run(by_name["score"].command(work), check=True, env=env, capture_output=True)
+        results[name] = bench_stage(stage, work, n, rng, env)
+        summary = {k: v for k, v in results[name].items() if k not in ("kills", "not_compared")}
+        print(f"{name}: {json.dumps(summary)}", file=sys.stderr, flush=True)
+        if report:
+            report.write_text(json.dumps(results, indent=1))
     return results
 
 
@@ -350,17 +599,23 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", default="score,train retriever,eval", help="kills: the stages, comma-separated")
+    parser.add_argument("--save-steps", type=int, default=1, help="kills: the trainer's steps between checkpoints")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (under --out) to inspect")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.out / "work" if args.keep else Path(tmp)
+        shutil.rmtree(work, ignore_errors=True)
         data = sample_data(work / "data")
         if args.section == "http":
             result = bench_http(data, args.clients, args.requests)
         elif args.section == "fuzz":
             result = bench_fuzz(data, work / "fuzz")
         else:
-            result = bench_kills(data, work / "kills", args.n, args.seed)
+            stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+            report = args.out / "kills.json"
+            result = bench_kills(data, work / "kills", args.n, args.seed, stages, args.save_steps, report)
     (args.out / f"{args.section}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 

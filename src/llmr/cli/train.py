@@ -23,6 +23,7 @@ from llmr.data.schema import CandidateList
 from llmr.distributed.ddp import is_main_process
 from llmr.pipeline import stages
 from llmr.pipeline.config import DistillSection, PipelineConfig
+from llmr.training.fit import SAVE_STEPS
 from llmr.training.retriever import RetrieverConfig, train_retriever
 from llmr.training.reward import RewardConfig, train_reward_model
 
@@ -110,6 +111,9 @@ def retriever(
     data: Path = typer.Option(Path("runs/data"), help="Data folder with the pool (passages)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the retriever (a sentence-transformers folder)."),
     force: bool = typer.Option(False, help="Redo even when the output matches these settings and inputs."),
+    save_steps: int = typer.Option(
+        SAVE_STEPS, "--save-steps", min=1, help="Steps between checkpoints: the most a kill can lose."
+    ),
 ) -> None:
     """Train the bi-encoder retriever; the result loads with SentenceTransformer(path)."""
     inputs = _inputs(data, scores=scores)
@@ -118,7 +122,7 @@ def retriever(
         console.print(f"{out} is up to date (same settings and inputs); --force redoes it")
         return
     passages = {p.id: p for p in DataDir(data).passages()}
-    train_retriever(list(read_jsonl(scores, CandidateList)), passages, out, retriever)
+    train_retriever(list(read_jsonl(scores, CandidateList)), passages, out, retriever, save_steps=save_steps)
     if not is_main_process():
         return
     write_manifest(out / "manifest.json", "train.retriever", settings, inputs=inputs, outputs=[out / "config.json"])
