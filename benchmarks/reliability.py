@@ -404,11 +404,16 @@ def bench_stage(stage: Stage, work: Path, n: int, rng: random.Random, env: dict,
             if kill["landed"]:
                 kill["state"] = stage.state(run)
                 start = time.perf_counter()
-                resumed = subprocess.run(stage.command(run), env=env, capture_output=True, text=True)
+                try:  # a resumed run that hangs is not resumed
+                    resumed = subprocess.run(
+                        stage.command(run), env=env, capture_output=True, text=True, timeout=600 + 5 * clean.total_s
+                    )
+                except subprocess.TimeoutExpired as exc:
+                    resumed = subprocess.CompletedProcess(exc.cmd, "timeout", str(exc.stdout or ""), "timed out")
                 identical = same_files(compared, run, clean_run) if resumed.returncode == 0 else {}
                 kill |= {
                     "resume_rc": resumed.returncode,
-                    "resumed": resumed.returncode == 0,
+                    "resumed": resumed.returncode == 0,  # exit 0: it finished from what the kill left
                     "resume_s": round(time.perf_counter() - start, 1),
                     "resume_said": " ".join(resumed.stdout.split())[-300:],
                     "identical": identical,
