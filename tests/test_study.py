@@ -142,3 +142,23 @@ def test_eval_section_passes_diversity_and_label_balance_to_the_evaluation(
     assert seen["settings"].diversity == 0.3 and seen["settings"].balance_labels is True
     with pytest.raises(ValueError, match="diversity"):
         StudyConfig.load(None, ["eval.diversity=1.5"])
+
+
+def test_the_plan_of_a_study_of_baselines_holds_only_the_data_stage(tmp_path: Path) -> None:
+    """A study of baselines and given retrievers runs only the data stage: its pipeline's estimate must not
+    ask for --yes (it did: a 2.9 h pipeline that would never run)."""
+    from typer.testing import CliRunner
+
+    from llmr.cli import app
+
+    long = ["--set", "pipeline.data.source=samples", "--set", "pipeline.scoring.n_candidates=100000"]
+
+    def plan(methods: str) -> str:
+        args = ["study", "-o", str(tmp_path / "s"), "--plan", *long, "--set", f"eval.methods={methods}"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "iteration-1/score" in plan("[bm25,llmr-1]")
+    baselines = plan(f"[bm25,mine:{tmp_path}]")
+    assert "data" in baselines and "iteration-1" not in baselines

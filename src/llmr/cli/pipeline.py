@@ -23,10 +23,12 @@ PLAN = typer.Option(False, "--plan", help="Print each stage's work and estimated
 YES = typer.Option(False, "--yes", "-y", help="Start a run estimated over an hour without asking.")
 
 
-def confirm_plan(pipeline: Pipeline, only_show: bool, yes: bool) -> bool:
+def confirm_plan(pipeline: Pipeline, only_show: bool, yes: bool, data_only: bool = False) -> bool:
     """Show the plan when asked or when what is left to run is long; a long run starts only when confirmed
-    (or --yes). Stages finished in the run folder count as done. Returns whether to run."""
+    (or --yes). Stages finished in the run folder count as done; `data_only`: the run needs only the data
+    stage (a study of baselines and given retrievers). Returns whether to run."""
     stages, done = plan(pipeline.config), pipeline.finished()
+    stages = [s for s in stages if s.name == "data"] if data_only else stages
     total = sum(s.seconds for s in stages if s.name not in done)
     if not only_show and (total <= CONFIRM_ABOVE_S or yes):
         return True
@@ -116,7 +118,9 @@ def study(
     if show_config:
         console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
         return
-    if not confirm_plan(Study(cfg, out).pipeline, only_plan, yes):  # the pipeline's part; evaluation on top
+    study = Study(cfg, out)
+    data_only = until == "eval" and not study.needs_pipeline
+    if not confirm_plan(study.pipeline, only_plan, yes, data_only):  # the pipeline's part; evaluation on top
         return
     llm = llm_engine(cfg.pipeline.llm, placement)
     separate = cfg.eval.llm not in (None, cfg.pipeline.llm.model)
