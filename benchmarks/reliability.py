@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fnmatch
+import hashlib
 import json
 import os
 import random
@@ -370,6 +371,18 @@ def kill_while_working(
     }
 
 
+def code_version() -> str:
+    """The checkout's commit and a hash of its uncommitted changes under src/: a resumed run on other code
+    than its clean run's (a shared, moving working tree) may differ for that reason alone."""
+    root = Path(__file__).parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True).stdout
+
+    diff = hashlib.sha256(git("diff", "HEAD", "--", "src").encode()).hexdigest()[:12]
+    return f"{git('rev-parse', 'HEAD').strip()[:12]}+{diff}"
+
+
 def same_files(names: list[str], run: Path, clean: Path) -> dict[str, bool]:
     return {name: (run / name).is_file() and (run / name).read_bytes() == (clean / name).read_bytes() for name in names}
 
@@ -379,6 +392,7 @@ def bench_stage(stage: Stage, work: Path, n: int, rng: random.Random, env: dict,
     resumed; the resumed run's outputs must equal the clean run's byte for byte. A kill that misses (the
     process had exited, or never began its work) is drawn again, up to `max_attempts` times."""
     clean_run = work / f"{stage.folder}-clean"
+    clean_code = code_version()
     clean = profile(stage, clean_run, env)
     compared = stage.compared(clean_run)
     lo, hi = 0.1 * clean.working_s, 0.8 * clean.working_s
@@ -403,6 +417,7 @@ def bench_stage(stage: Stage, work: Path, n: int, rng: random.Random, env: dict,
             kill |= kill_while_working(stage.command(run), env, run, stage, moment)
             if kill["landed"]:
                 kill["state"] = stage.state(run)
+                kill["same_code_as_clean_run"] = code_version() == clean_code
                 start = time.perf_counter()
                 try:  # a resumed run that hangs is not resumed
                     resumed = subprocess.run(
@@ -433,6 +448,7 @@ def bench_stage(stage: Stage, work: Path, n: int, rng: random.Random, env: dict,
         "byte_identical": sum(k["byte_identical"] for k in landed),
         "files_identical": {name: sum(k["identical"].get(name, False) for k in landed) for name in compared},
         "not_compared": stage.ignored,
+        "resumed_on_other_code": sum(not k["same_code_as_clean_run"] for k in landed),
         "clean_run_s": clean.total_s,
         "clean_working_s": round(clean.working_s, 3),
         "kill_window_s": [round(lo, 3), round(hi, 3)],
