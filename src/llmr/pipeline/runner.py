@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
+from rich.markup import escape
 
 from llmr.base.manifest import config_hash, write_manifest
 from llmr.data.schema import CandidateList
@@ -259,5 +260,16 @@ def _keyed(config: RetrieverConfig) -> dict[str, Any]:
 
 
 def _short(report: dict[str, Any]) -> str:
-    shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in report.items() if not isinstance(v, dict)}
-    return f"[dim]{shown}[/]" if shown else ""
+    """A stage's report as one readable line: `tasks 25, pool 12,144, agreement with llm 0.493`."""
+
+    def value(v: Any) -> str:
+        return (
+            f"{v:,}"
+            if isinstance(v, int) and not isinstance(v, bool)
+            else f"{v:.3g}"
+            if isinstance(v, float)
+            else str(v)
+        )
+
+    shown = [f"{k.replace('_', ' ')} {value(v)}" for k, v in report.items() if not isinstance(v, (dict, list))]
+    return f"[dim]{escape(', '.join(shown))}[/]" if shown else ""
