@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -124,6 +125,13 @@ def test_demo_runs_the_whole_method_and_says_what_it_measured(tmp_path: Path) ->
     assert re.search(r"The trained retriever is (better than|worse than|not distinguishable from) BM25", out)
     assert (tmp_path / "report.html").is_file() and (tmp_path / "pipeline" / "retriever").exists()
     assert "llmr serve --model" in out and "curl -s localhost:8000/v1/prompt" in out
+    # The printed lines run as printed, in a shell where no venv is active.
+    use = out[out.index("Use it:") :].splitlines()
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    shown = subprocess.run(use[1].strip(), shell=True, capture_output=True, text=True, env=env)
+    assert shown.returncode == 0 and "a gem" in shown.stdout, shown.stderr
+    serve = use[2].strip().removesuffix("&").split()
+    assert subprocess.run([*serve[:2], "--help"], capture_output=True, env=env).returncode == 0
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ The config is the shipped `demo` study (src/llmr/pipeline/configs/demo.yaml).
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -56,10 +58,12 @@ def demo(
     python = f"Selector.load('{retriever}', pool='{data}').build_prompt(get_task('sst2').format_query(" + (
         "{'sentence': 'a gem'}), k=4, task='sst2')"
     )
+    # This interpreter's own paths (e.g. .venv/bin/python): they run as printed without activating the venv.
+    bin_dir = Path(os.path.relpath(Path(sys.executable).parent))
     lines = [
         "Use it:",
-        f'  python -c "from llmr import Selector; from llmr.tasks import get_task; print({python})"',
-        f"  llmr serve --model {retriever} --pool {data} &",
+        f'  {bin_dir / "python"} -c "from llmr import Selector; from llmr.tasks import get_task; print({python})"',
+        f"  {bin_dir / 'llmr'} serve --model {retriever} --pool {data} &",
         f"  curl -s localhost:8000/v1/prompt -H 'content-type: application/json' -d '{json.dumps(query)}'",
     ]
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
