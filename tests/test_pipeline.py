@@ -550,5 +550,7 @@ def test_held_out_tasks_are_never_mined_and_only_then_in_the_key(tmp_path: Path)
 def test_stage_summaries_print_as_readable_lines() -> None:
     from llmr.pipeline.runner import _short
 
-    line = _short({"train_queries": 1127, "agreement_with_llm": 0.49252574, "llm": "hf:[gemma]", "sub": {"a": 1}})
+    line = _short(
+        {"train_queries": 1127, "agreement_with_llm": 0.49252574, "llm": "hf:[gemma]", "rate": None, "sub": {"a": 1}}
+    )
     assert line == r"[dim]train queries 1,127, agreement with llm 0.493, llm hf:\[gemma][/]"

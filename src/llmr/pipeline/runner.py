@@ -271,5 +271,9 @@ def _short(report: dict[str, Any]) -> str:
             else str(v)
         )
 
-    shown = [f"{k.replace('_', ' ')} {value(v)}" for k, v in report.items() if not isinstance(v, (dict, list))]
+    shown = [
+        f"{k.replace('_', ' ')} {value(v)}"
+        for k, v in report.items()
+        if v is not None and not isinstance(v, (dict, list))
+    ]
     return f"[dim]{escape(', '.join(shown))}[/]" if shown else ""
