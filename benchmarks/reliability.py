@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -281,11 +282,12 @@ class Stage:
 
     name: str
     command: Callable[[Path], list[str]]  # run folder -> argv
-    observe: Callable[[Path], set[str]]  # run folder -> events visible now; "working": past start-up
+    observe: Callable[[Path], set[str]]  # run folder -> events now; "working": past start-up, "done": output
     output: str  # the output file or folder, in the run folder: its every file is compared...
     ignored: dict[str, str] = field(default_factory=dict)  # ...but these (glob patterns) -> why they may differ
     state: Callable[[Path], dict] = lambda run: {}  # what a kill left behind (read once the process is dead)
     during_write: bool = False  # train: every other kill aims at a checkpoint being written
+    kept: Callable[[dict], bool] | None = None  # a landed kill's record -> did the resumed run go on from its work?
 
     @property
     def folder(self) -> str:
@@ -308,8 +310,8 @@ class Profile:
 
     @property
     def working_s(self) -> float:
-        """How long the clean run worked: from "working" to its exit."""
-        return self.total_s - self.events["working"]
+        """How long the clean run worked: from "working" to its output ("done"), or else to its exit."""
+        return self.events.get("done", self.total_s) - self.events["working"]
 
 
 def watch(proc: subprocess.Popen, run: Path, stage: Stage, until: Callable[[dict[str, float]], bool]) -> dict:
@@ -453,6 +455,8 @@ def bench_stage(stage: Stage, work: Path, n: int, rng: random.Random, env: dict,
         "clean_working_s": round(clean.working_s, 3),
         "kill_window_s": [round(lo, 3), round(hi, 3)],
     }
+    if stage.kept:
+        result["resumed_from_the_killed_runs_work"] = sum(stage.kept(k) for k in landed if k["resumed"])
     if stage.during_write:
         result |= {
             "checkpoints_in_clean_run": len(checkpoints),
@@ -464,6 +468,13 @@ def bench_stage(stage: Stage, work: Path, n: int, rng: random.Random, env: dict,
     return result | {"kills": kills}
 
 
+def _from_cache(kill: dict) -> bool:
+    """score: the resumed run took some, not all, of its pairs from the cache the killed run filled."""
+    found = re.search(r"([\d,]+) unique pairs \(([\d,]+) from cache", kill["resume_said"])
+    pairs, cached = (int(g.replace(",", "")) for g in found.groups()) if found else (0, 0)
+    return 0 < cached < pairs
+
+
 def _when(events: dict[str, float], event: str, wait: float) -> float | None:
     return wait if event in events else None
 
@@ -472,8 +483,8 @@ def _step(name: str) -> int:
     return int(name.rpartition("-")[2])
 
 
-def _exists(path: Path) -> set[str]:
-    return {"working"} if path.exists() else set()
+def _events(working: Path, done: Path) -> set[str]:
+    return ({"working"} if working.exists() else set()) | ({"done"} if done.exists() else set())
 
 
 def train_events(checkpoints: Path) -> set[str]:
@@ -521,9 +532,12 @@ def kill_stages(data: Path, work: Path, save_steps: int) -> list[Stage]:
                 "4",
                 "--chunk-pairs",
                 "4",
+                "--no-penalize-other-task",  # every pair goes to the LLM: 144 pairs in 36 chunks
+                "--no-penalize-label-mismatch",
             ],
-            lambda run: _exists(run / "cache.sqlite"),  # opened before the LLM loads and scores
+            lambda run: _events(run / "cache.sqlite", run / "scores.jsonl.gz"),  # opened before the LLM loads
             "scores.jsonl.gz",
+            kept=_from_cache,
         ),
         Stage(
             "train retriever",
@@ -547,7 +561,9 @@ def kill_stages(data: Path, work: Path, save_steps: int) -> list[Stage]:
                 "--save-steps",
                 str(save_steps),
             ],
-            lambda run: train_events(run / "retriever" / "checkpoints"),
+            lambda run: (
+                train_events(run / "retriever" / "checkpoints") | _events(run, run / "retriever" / "config.json")
+            ),
             "retriever",
             {
                 "retriever/manifest.json": "when and how long",
@@ -556,6 +572,7 @@ def kill_stages(data: Path, work: Path, save_steps: int) -> list[Stage]:
             },
             lambda run: train_state(run / "retriever" / "checkpoints"),
             during_write=True,
+            kept=lambda kill: bool(kill["state"]["complete"]),
         ),
         Stage(
             "eval",
@@ -571,7 +588,7 @@ def kill_stages(data: Path, work: Path, save_steps: int) -> list[Stage]:
                 "--max-per-task",
                 "4",
             ],
-            lambda run: _exists(run / "eval" / "cache.sqlite"),  # opened before the LLM loads
+            lambda run: _events(run / "eval" / "cache.sqlite", run / "eval" / "results.json"),  # before the LLM loads
             "eval",
             {
                 "eval/manifest.json": "when and how long",

@@ -52,7 +52,7 @@ def _stage(reliability, work: Path):
     return reliability.Stage(
         "job",
         lambda run: [sys.executable, str(work / "job.py"), str(run), str(work)],
-        lambda run: reliability._exists(run / "progress"),
+        lambda run: reliability._events(run / "progress", run / "out" / "result.txt"),
         "out",
         {"out/timing.txt": "a clock"},
         lambda run: {"progress": int((run / "progress").read_text())},
