@@ -195,8 +195,8 @@ def test_a_saved_selector_is_refused_when_its_encoder_changed(selector: llmr.Sel
         llmr.Selector.load(folder)
 
 
-def test_added_passages_survive_a_restart_and_a_torn_journal_line_is_dropped(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
+def test_added_passages_survive_a_restart_without_encoding_and_a_torn_journal_line_is_dropped(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = tmp_path / "saved"
     first = llmr.Selector.load("all-minilm-l6-v2", pool())
@@ -207,7 +207,8 @@ def test_added_passages_survive_a_restart_and_a_torn_journal_line_is_dropped(
         fh.write('{"id": "w2", "conte')  # a kill in the middle of the next addition
     calls = _encoded(monkeypatch)
     again = llmr.Selector.load(folder)
-    assert calls[1:] == [1]  # only the addition is encoded
+    assert calls == [1]  # the dimension probe only: the addition's vector was kept with it
+    assert "dropped a torn last record" in caplog.text
     assert len(again) == len(pool()) + 1 and "w1" in {p.id for p in again.passages}
     assert not (folder / "added.jsonl").exists()  # folded into the saved index
     assert again.select("the budget bill passed the senate", k=1, task="ag_news")[0].passage.id == "w1"
@@ -228,9 +229,9 @@ def service(selector: llmr.Selector):
         max_body_bytes=20_000,
         max_passages=3,
         max_passage_chars=2_000,
-        max_added=5,
+        max_pool_size=len(pool()) + 5,
         max_response_bytes=2_000,
-        read_timeout_s=0.5,
+        body_timeout_s=0.5,
         allow_additions=True,
     )
     with background_server(create_app(sel, limits, token=TOKEN)) as url:
@@ -274,7 +275,7 @@ def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector)
         assert by_fields["examples"][0] == ranked[::-1]  # a prompt's examples: best last, as shown
         again = client.post("/v1/passages", json={"passages": [{"id": "w1", "contents": "x\ny"}]}, headers=AUTH)
         assert again.status_code == 409
-        assert "/v1/select" in client.get("/openapi.json").json()["paths"]
+        assert client.get("/openapi.json").status_code == 413  # ~7 kB: over this service's 2 kB, as any response
 
 
 @pytest.mark.parametrize(
@@ -348,9 +349,9 @@ def test_additions_are_off_by_default_and_need_the_token(service: str, selector:
 def test_additions_are_bounded_per_passage_and_in_total(service: str) -> None:
     big = httpx.post(f"{service}/v1/passages", json={"passages": [{"contents": "x" * 2_001}]}, headers=AUTH)
     assert big.status_code == 413 and "passage 0 has over 2000 characters" in big.text
-    for _ in range(2):  # 3 + 3 passes the limit of 5 on the second request at the latest
+    for _ in range(2):  # 3 + 3 passes the pool's limit (10 + 5) on the second request at the latest
         total = httpx.post(f"{service}/v1/passages", json={"passages": [{"contents": "x\ny"}] * 3}, headers=AUTH)
-    assert total.status_code == 413 and "limit is 5 in all" in total.text
+    assert total.status_code == 507 and "pool is full: 15 passages at most" in total.text
 
 
 def test_lone_surrogates_and_chunked_bodies_over_the_cap_are_refused(service: str) -> None:
@@ -372,19 +373,20 @@ def test_a_response_over_its_byte_cap_is_refused(service: str) -> None:
     assert got.status_code == 413 and "response would be over 2000 bytes" in got.text
 
 
-def test_stalled_bodies_and_silent_connections_are_closed(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stalled_bodies_and_silent_connections_are_closed(service: str, selector: llmr.Selector) -> None:
     import socket
     from urllib.parse import urlsplit
+
+    from llmr.serving.service import Limits, background_server, create_app
 
     host, port = urlsplit(service).hostname, urlsplit(service).port
     with socket.create_connection((host, port), timeout=5) as sock:  # promises 100 bytes, sends 2
         sock.sendall(b"POST /v1/select HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{}")
         assert b" 408 " in sock.recv(4096).split(b"\r\n")[0] + b" "
-    from llmr.serving import service as module
-
-    monkeypatch.setattr(module.HeadTimeout, "seconds", 0.3)
-    with socket.create_connection((host, port), timeout=5) as sock:  # connects, never sends a request
-        assert sock.recv(1) == b""  # the server closed it
+    with background_server(create_app(selector, Limits(head_timeout_s=0.3))) as url:
+        address = (urlsplit(url).hostname, urlsplit(url).port)
+        with socket.create_connection(address, timeout=5) as sock:  # connects, never sends a request
+            assert sock.recv(1) == b""  # the server closed it
 
 
 def test_an_empty_pool_answers_503_not_500() -> None:

@@ -27,15 +27,16 @@ def serve(
         "passages added over HTTP are kept here too. Without it, additions last until the service stops.",
     ),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; the default serves this machine only."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     index: str = typer.Option("flat", help="flat (exact) or hnsw (approximate, for large pools)."),
     tokenizer: str = typer.Option(None, help="HF tokenizer counting budget_tokens (default: the encoder's)."),
     runtime: str = typer.Option(
         "auto", help=RUNTIME_HELP + " auto: openvino, else onnx, else torch (what is installed)."
     ),
     query_max_length: int = typer.Option(None, help="Cap a query's tokens (onnx/openvino runtimes): the long tail."),
-    max_k: int = typer.Option(64, help="Largest k a request may ask for."),
-    max_queries: int = typer.Option(256, help="Most queries in one request."),
+    max_k: int = typer.Option(64, min=1, help="Largest k a request may ask for."),
+    max_queries: int = typer.Option(256, min=1, help="Most queries in one request."),
+    max_pool_size: int = typer.Option(200_000, min=1, help="Additions past this many passages get 507."),
     allow_additions: bool = typer.Option(
         False, "--allow-additions", help="Take POST /v1/passages (with the token as 'Authorization: Bearer')."
     ),
@@ -53,6 +54,8 @@ def serve(
         raise typer.BadParameter(f"expected one of {', '.join(RUNTIMES)}", param_hint="--runtime")
     if index not in ("flat", "hnsw"):
         raise typer.BadParameter("expected flat or hnsw", param_hint="--index")
+    if log_level.upper() not in logging.getLevelNamesMapping():
+        raise typer.BadParameter("expected debug, info, warning or error", param_hint="--log-level")
     if allow_additions and not token:
         raise typer.BadParameter("--allow-additions needs a secret: --token or LLMR_TOKEN", param_hint="--token")
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -62,8 +65,8 @@ def serve(
     if allow_additions and saved is None:
         console.print("[yellow]note:[/] added passages are kept in memory only (--index-dir DIR keeps them)")
     console.print(f"{len(selector):,} passages, {len(selector.tasks)} tasks; http://{host}:{port}/docs")
-    limits = Limits(max_k=max_k, max_queries=max_queries, allow_additions=allow_additions)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    limits = Limits(max_k=max_k, max_queries=max_queries, max_pool_size=max_pool_size, allow_additions=allow_additions)
+    _log_requests(log_level)
     _raise_open_files_limit()  # many idle clients must not exhaust file descriptors
     server(create_app(selector, limits, token), host, port).run()
 
@@ -92,6 +95,17 @@ def open_selector(
     if saved is not None:
         selector.keep_additions(saved)
     return selector
+
+
+def _log_requests(level: str) -> None:
+    """The service's own logger at `level`, with timestamps: `llmr`'s logging was set up before this command
+    ran (warnings only, unless -v), so a second `basicConfig` would do nothing."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    service = logging.getLogger("llmr.serve")
+    service.setLevel(level.upper())
+    service.handlers[:] = [handler]
+    service.propagate = False  # once, not again by the root's handler
 
 
 def _raise_open_files_limit() -> None:

@@ -326,13 +326,13 @@ class DensePool(PoolSelector):
         if not passages:
             return 0
         vectors = self.encoder.encode_documents([p.contents for p in passages])
-        self._keep(passages)
+        self._keep(passages, vectors)
         self.index.add(vectors)
         self._register(passages)
         return len(passages)
 
-    def _keep(self, passages: Sequence[Passage]) -> None:
-        """Called with new passages once encoded, before they join the index (a journal hook)."""
+    def _keep(self, passages: Sequence[Passage], vectors: np.ndarray) -> None:
+        """Called with new passages and their vectors, before they join the index (a journal hook)."""
 
     def _encode(self, queries: Sequence[str]) -> np.ndarray:
         return self.encoder.encode_queries(queries)

@@ -21,12 +21,16 @@ prompt: `build_prompt`, POST /v1/prompt, the LangChain and DSPy integrations).
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from llmr.base.encoders import Encoder
 from llmr.base.files import publish, write_json
@@ -41,7 +45,9 @@ from llmr.prompt import build_prompt, examples_within_budget
 PoolSource = str | Path | Iterable[Passage | Mapping[str, Any]]
 Order = Literal["best_first", "best_last"]
 SAVED = "selector.json"  # a saved selector: this, index.faiss, passages.jsonl.gz
-JOURNAL = "added.jsonl"  # passages added since it was saved, one per line
+JOURNAL = "added.jsonl"  # passages added since it was saved, with their vectors, one per "\n"-ended line
+
+log = logging.getLogger(__name__)
 
 
 def as_passage(item: Passage | Mapping[str, Any], default_id: str) -> Passage:
@@ -140,8 +146,8 @@ class Selector(DensePool):
         return path
 
     def keep_additions(self, path: str | Path) -> None:
-        """From now on, append each added passage to `path`/added.jsonl (flushed to disk before `add` returns),
-        so a selector saved at `path` and loaded again still has it."""
+        """From now on, append each added passage and its vector to `path`/added.jsonl (fsynced before `add`
+        returns), so a selector saved at `path` and loaded again has it, without encoding it again."""
         self._journal = Path(path) / JOURNAL
 
     @classmethod
@@ -158,9 +164,22 @@ class Selector(DensePool):
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
         if (path / JOURNAL).exists():
-            self.add([p for p in _read_journal(path / JOURNAL) if p.id not in self._ids])  # a kill may repeat some
-            self.save(path)  # the additions join the index (and a torn last line goes): the next start encodes nothing
+            self._replay(path / JOURNAL)
+            try:
+                self.save(path)  # fold the journal into the saved index: it stays short
+            except OSError as exc:  # e.g. a full disk: serve anyway, the journal still holds every addition
+                log.warning("%s: could not fold the additions into its index (%s); the journal stays", path, exc)
         return self
+
+    def _replay(self, journal: Path) -> None:
+        """Add the journal's passages with the vectors stored beside them (none encoded again, except
+        lines from an older journal that has no vectors)."""
+        records = [(p, v) for p, v in _read_journal(journal) if p.id not in self._ids]  # a kill may repeat some
+        stored = [(p, v) for p, v in records if v is not None and v.shape == (self.index.dim,)]
+        if stored:
+            self.index.add(np.stack([v for _, v in stored]))
+            self._register([p for p, _ in stored])
+        self.add([p for p, v in records if v is None or v.shape != (self.index.dim,)])
 
     # -- the pool --------------------------------------------------------------------------------
 
@@ -170,12 +189,9 @@ class Selector(DensePool):
             start = len(self.passages)
             return super().add([as_passage(p, f"ex-{start + i}") for i, p in enumerate(passages)])
 
-    def _keep(self, passages: Sequence[Passage]) -> None:
-        if self._journal is not None:
-            with open(self._journal, "a", encoding="utf-8") as fh:
-                fh.writelines(p.model_dump_json() + "\n" for p in passages)
-                fh.flush()
-                os.fsync(fh.fileno())
+    def _keep(self, passages: Sequence[Passage], vectors: np.ndarray) -> None:
+        if self._journal is not None:  # before the passages join the index: a failed write adds nothing
+            _append(self._journal, b"".join(_record(p, v) for p, v in zip(passages, vectors, strict=True)))
 
     def info(self) -> dict[str, Any]:
         return {
@@ -254,16 +270,66 @@ def _token_counter(tokenizer: str | None) -> Callable[[Sequence[str]], list[int]
     return lambda texts: [len(ids) for ids in tok(list(texts), add_special_tokens=False).input_ids]
 
 
-def _read_journal(path: Path) -> list[Passage]:
-    """The passages in an additions journal; a last line cut short by a kill is dropped (its `add` never returned)."""
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    out = []
+def _record(passage: Passage, vector: np.ndarray) -> bytes:
+    """One journal line: the passage and its vector (float32, base64), so a restart encodes nothing.
+    JSON escapes every "\n" inside a string, so a line ends only where the record does."""
+    encoded = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return json.dumps({"passage": passage.model_dump(), "vector": encoded}, ensure_ascii=False).encode() + b"\n"
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append `data` and fsync it, or leave the file as it was: a write cut short (a full disk) must not
+    leave a torn line that the next record would be glued to."""
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = _drop_torn_tail(fd, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+    if created:  # the new file's name must survive a power cut too
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+def _drop_torn_tail(fd: int, path: Path) -> int:
+    """Truncate a last record that lacks its newline (a kill mid-write: its `add` never returned), with a
+    warning; returns the size after. Checked before each append too, in case a failed write was not undone."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        keep = os.pread(fd, size, 0).rfind(b"\n") + 1
+        log.warning("%s: dropped a torn last record of %d bytes (never acknowledged)", path, size - keep)
+        os.truncate(path, keep)
+        size = keep
+    return size
+
+
+def _read_journal(path: Path) -> list[tuple[Passage, np.ndarray | None]]:
+    """The passages in an additions journal, with their vectors (None in a journal written before vectors
+    were kept). Lines are split on "\n" only (not `str.splitlines`, which also splits on U+2028, U+0085...);
+    a torn last one is dropped."""
+    with open(path, "rb") as fh:
+        _drop_torn_tail(fh.fileno(), path)
+        lines = fh.read().split(b"\n")[:-1]
+    out: list[tuple[Passage, np.ndarray | None]] = []
     for number, line in enumerate(lines, 1):
         try:
-            out.append(Passage.model_validate_json(line))
-        except ValueError as exc:
-            if number < len(lines):
-                raise ValueError(f"{path}:{number}: not a passage ({exc.errors()[0]['msg']})") from None
+            record = json.loads(line)
+            if "vector" not in record:  # a journal from before vectors were kept
+                out.append((Passage.model_validate(record), None))
+                continue
+            vector = np.frombuffer(base64.b64decode(record["vector"], validate=True), dtype="<f4")
+            out.append((Passage.model_validate(record["passage"]), vector.astype(np.float32)))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{path}:{number}: not a journal record ({exc})") from None
     return out

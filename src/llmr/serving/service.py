@@ -1,4 +1,4 @@
-"""`llmr serve`: the selector as an HTTP service (FastAPI; OpenAPI schema at /openapi.json, docs at /docs).
+"""`llmr serve`: the selector as an HTTP service (FastAPI; OpenAPI schema at /openapi.json, endpoints at /docs).
 
     POST /v1/select    {"query": "..."} or {"queries": [...]}, or a raw input filled into a task's template:
                        {"task": "sst2", "fields": {"sentence": "..."}} (or "inputs": [{...}, ...]);
@@ -8,8 +8,10 @@
                        (off unless `Limits.allow_additions`; then "Authorization: Bearer <token>")
     GET  /healthz, GET /v1/info
 
-Every size is bounded (`Limits`): the body is read as a stream up to its cap, queries x k, each added
-passage, the additions in total, and the response's bytes. Requests are validated strictly (no
+Every size and time is bounded (`Limits`): a request's head and its whole body must arrive within their
+deadlines (`Connection`, `Guard`), the body is read as a stream up to its cap, queries x k, each added
+passage, the pool's size, connections per client address, and every endpoint's response bytes. /docs is a
+plain page (no CDN scripts), so it works offline. Requests are validated strictly (no
 coercion of "5" or true, no empty or invalid-Unicode strings) and refused with a 4xx that says why.
 Concurrent requests are batched: while the selector works on one batch, new requests queue, and the
 next batch takes all of them (up to `max_batch_queries`) in one encoder pass. No timer is involved,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import html
 import json
 import logging
 import time
@@ -30,12 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 try:  # httptools, a C parser (uvicorn[standard], with uvloop); h11 is pure Python and ~2x slower per request
@@ -60,12 +63,16 @@ class Limits:
     max_query_chars: int = 8192
     max_passage_chars: int = 16_384  # per added passage
     max_passages: int = 1000  # per POST /v1/passages
-    max_added: int = 100_000  # passages added over the service's life
+    max_pool_size: int = 200_000  # passages, additions included: past it, additions get 507
     max_body_bytes: int = 2_000_000  # counted as the body streams in, whatever Content-Length says
-    max_response_bytes: int = 32_000_000
+    max_response_bytes: int = 32_000_000  # every endpoint's body
     max_batch_queries: int = 512  # per encoder pass, over all queued requests
-    max_in_flight: int = 1024  # requests being answered at once; more get a 503 (idle connections do not count)
-    read_timeout_s: float = 10.0  # between two chunks of a body
+    max_in_flight: int = 1024  # requests being answered (bodies still arriving do not count); more get 503
+    max_buffered_bytes: int = 256_000_000  # body bytes held by requests still arriving, all together
+    head_timeout_s: float = 10.0  # a request head (line and headers) must arrive within this
+    body_timeout_s: float = 10.0  # its whole body within this, however it trickles
+    max_head_bytes: int = 65_536
+    max_connections_per_client: int = 256  # per client address; past it the oldest idle one is closed
     allow_additions: bool = False  # POST /v1/passages (needs a token)
 
 
@@ -140,7 +147,7 @@ class PassageIn(Strict):
 
     @property
     def size(self) -> int:
-        return sum(len(v) for v in (self.contents, self.query, self.answer) if v)
+        return sum(len(v) for v in (self.contents, self.query, self.answer, self.id, self.task_name) if v)
 
 
 class AddRequest(Strict):
@@ -226,57 +233,75 @@ class RequestLog:
 
 
 class Guard:
-    """ASGI middleware: refuses a request (503) past `max_in_flight`; reads the body as a stream and
-    refuses it (413) past `max_body_bytes`, whatever Content-Length claims, or (408) when the client
-    stalls; logs each request."""
+    """ASGI middleware. The body is read first, as a stream: refused (413) past `max_body_bytes` whatever
+    Content-Length claims, or (408) when the whole of it has not arrived within `body_timeout_s`, however
+    it trickles. Only then does a request count as in flight (503 past `max_in_flight`), so clients that
+    trickle bodies hold no share of the capacity, only their bytes (`max_buffered_bytes` in all); /healthz
+    is never refused. A response over `max_response_bytes` becomes a 413, whatever the endpoint. Each
+    request is logged."""
 
     def __init__(self, app: Any, limits: Limits) -> None:
-        self.app, self.limits, self.log, self.in_flight = app, limits, RequestLog(), 0
+        self.app, self.limits, self.log = app, limits, RequestLog()
+        self.in_flight = self.buffered = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        start, status = time.perf_counter(), 0
-        if self.in_flight >= self.limits.max_in_flight:
-            await _reply(send, 503, f"busy: {self.in_flight} requests in flight; retry shortly")
-            return self.log(scope["method"], scope["path"], 503, 1000 * (time.perf_counter() - start))
-        self.in_flight += 1
+        start, status, refused = time.perf_counter(), 0, False
 
-        async def send_logged(message: dict) -> None:
-            nonlocal status
+        async def send_bounded(message: dict) -> None:
+            nonlocal status, refused
             if message["type"] == "http.response.start":
+                length = int(dict(message["headers"]).get(b"content-length", b"0"))
+                if length > self.limits.max_response_bytes:  # nothing is sent yet: refuse instead
+                    status, refused = 413, True
+                    return await _reply(send, 413, f"the response would be over {self.limits.max_response_bytes} bytes")
                 status = message["status"]
-            await send(message)
+            if not refused:
+                await send(message)
 
         try:
             body = await self._read(scope, receive)
             if isinstance(body, tuple):
-                await _reply(send_logged, *body)
+                await _reply(send_bounded, *body)
+            elif self.in_flight >= self.limits.max_in_flight and scope["path"] != "/healthz":
+                await _reply(send_bounded, 503, f"busy: {self.in_flight} requests in flight; retry shortly")
             else:
-                await self.app(scope, _replay(body, receive), send_logged)
+                self.in_flight += 1
+                try:
+                    await self.app(scope, _replay(body, receive), send_bounded)
+                finally:
+                    self.in_flight -= 1
         finally:
-            self.in_flight -= 1
             self.log(scope["method"], scope["path"], status, 1000 * (time.perf_counter() - start))
 
     async def _read(self, scope: dict, receive: Any) -> bytes | tuple[int, str]:
-        cap = self.limits.max_body_bytes
+        cap, seconds = self.limits.max_body_bytes, self.limits.body_timeout_s
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > cap):
             return 413, f"request body over {cap} bytes"
-        chunks, size, more = [], 0, True
-        while more:
-            try:
-                message = await asyncio.wait_for(receive(), self.limits.read_timeout_s)
-            except TimeoutError:
-                return 408, f"no body data for {self.limits.read_timeout_s:g} s"
-            if message["type"] == "http.disconnect":
-                return 400, "the client disconnected"
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > cap:
-                return 413, f"request body over {cap} bytes"
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(seconds):  # the whole body, not each chunk: a trickle is cut off too
+                more = True
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return 400, "the client disconnected"
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    self.buffered += len(chunk)
+                    chunks.append(chunk)
+                    if size > cap:
+                        return 413, f"request body over {cap} bytes"
+                    if self.buffered > self.limits.max_buffered_bytes:
+                        return 503, "busy: too many request bodies arriving at once; retry shortly"
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            return 408, f"the request body did not arrive within {seconds:g} s"
+        finally:
+            self.buffered -= size
         return b"".join(chunks)
 
 
@@ -300,13 +325,28 @@ async def _reply(send: Any, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _docs_page(schema: dict[str, Any]) -> str:
+    """/docs without scripts (Swagger UI would come from a CDN): each endpoint, and the schema's link."""
+    rows = "".join(
+        f"<li><code>{method.upper()} {html.escape(path)}</code> {html.escape(op.get('summary', ''))}</li>"
+        for path, ops in schema["paths"].items()
+        for method, op in ops.items()
+    )
+    title = html.escape(schema["info"]["title"])
+    return (
+        f"<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1>"
+        f"<p>{html.escape(schema['info'].get('description', ''))}</p><ul>{rows}</ul>"
+        '<p>Request and response schemas: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3; '
+        "any OpenAPI viewer or client generator reads it).</p>"
+    )
+
+
 def create_app(selector: Selector, limits: Limits = Limits(), token: str | None = None) -> FastAPI:
     """The service over `selector`. Additions need `limits.allow_additions` and then `token`, sent as
     "Authorization: Bearer <token>"."""
     if limits.allow_additions and not token:
         raise ValueError("pool additions need a token (llmr serve --token or LLMR_TOKEN)")
     batcher = Batcher(selector, limits.max_batch_queries)
-    added = 0
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -320,7 +360,10 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
         version="1",
         description="In-context examples chosen by a retriever trained with LLM feedback (LLM-R).",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's Swagger page loads its scripts from a CDN: blank offline
+        redoc_url=None,
     )
+    app.state.limits = limits  # for `server`: the connection bounds
     app.add_middleware(Guard, limits=limits)
 
     @app.exception_handler(RequestValidationError)
@@ -345,39 +388,45 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
         if request.task is not None and request.task not in selector.tasks:
             raise HTTPException(422, f"unknown task {request.task!r}; the pool has {', '.join(selector.tasks)}")
 
-    async def choose(request: SelectRequest, order: Order) -> list[list[Any]]:
+    async def choose(request: SelectRequest, order: Order, prompts: bool = False) -> list[list[Any]]:
         check(request)
         try:
             chosen = await batcher.select(request)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-        size = sum(len(e.passage.contents) + len(e.passage.id) + 64 for examples in chosen for e in examples)
+        # refused before the response is built (Guard would refuse it after): a prompt repeats its examples
+        copies = 2 if prompts else 1
+        size = sum(copies * len(e.passage.contents.encode()) + len(e.passage.id) + 64 for ex in chosen for e in ex)
+        size += sum(len(q.encode()) for q in request.texts) if prompts else 0
         if size > limits.max_response_bytes:
             raise HTTPException(413, f"the response would be over {limits.max_response_bytes} bytes; ask for fewer")
         return [examples[::-1] for examples in chosen] if (request.order or order) == "best_last" else chosen
 
-    @app.get("/healthz")
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> str:
+        return _docs_page(app.openapi())
+
+    @app.get("/healthz", summary="Liveness and the pool's size (never refused as busy)")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "pool_size": len(selector)}
 
-    @app.get("/v1/info")
+    @app.get("/v1/info", summary="The encoder, the pool's tasks, the index and every limit")
     async def info() -> dict[str, Any]:
         return {**await batcher.call(selector.info), "limits": asdict(limits)}
 
-    @app.post("/v1/select", response_model=SelectResponse)
+    @app.post("/v1/select", response_model=SelectResponse, summary="The k examples for each query")
     async def select(request: SelectRequest) -> SelectResponse:
         return SelectResponse(results=[_out(x) for x in await choose(request, "best_first")])
 
-    @app.post("/v1/prompt", response_model=PromptResponse)
+    @app.post("/v1/prompt", response_model=PromptResponse, summary="LLM-R prompts: the examples, then the query")
     async def prompt(request: SelectRequest) -> PromptResponse:
-        chosen = await choose(request, "best_last")
+        chosen = await choose(request, "best_last", prompts=True)
         texts = [[e.passage.contents for e in examples] for examples in chosen]
         prompts = [build_prompt(ex, q) for q, ex in zip(request.texts, texts, strict=True)]
         return PromptResponse(prompts=prompts, examples=[_out(x) for x in chosen])
 
-    @app.post("/v1/passages", response_model=AddResponse)
+    @app.post("/v1/passages", response_model=AddResponse, summary="Add passages to the pool (needs the token)")
     async def add(request: AddRequest, authorization: Annotated[str, Header()] = "") -> AddResponse:
-        nonlocal added
         if not limits.allow_additions:
             raise HTTPException(403, "this service does not take additions (start it with --allow-additions)")
         if not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
@@ -385,47 +434,97 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
         n = len(request.passages)
         if n > limits.max_passages:
             raise HTTPException(413, f"{n} passages; the limit is {limits.max_passages}")
-        if added + n > limits.max_added:
-            raise HTTPException(413, f"{added} passages added already; the limit is {limits.max_added} in all")
         big = next((i for i, p in enumerate(request.passages) if p.size > limits.max_passage_chars), None)
         if big is not None:
             raise HTTPException(413, f"passage {big} has over {limits.max_passage_chars} characters")
         items = [p.model_dump(exclude_none=True) for p in request.passages]
+
+        def add_within_limit() -> int:  # on the worker thread, so concurrent additions cannot overshoot
+            if len(selector) + len(items) > limits.max_pool_size:
+                raise HTTPException(507, f"the pool is full: {limits.max_pool_size} passages at most")
+            return selector.add(items)
+
         try:
-            n = await batcher.call(selector.add, items)
+            n = await batcher.call(add_within_limit)
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
-        added += n
+        except OSError as exc:  # the journal could not be written (a full disk): nothing was added
+            log.error("an addition was not stored: %s", exc)
+            raise HTTPException(507, f"could not store the passages ({exc.strerror or exc}); none added") from None
         return AddResponse(added=n, pool_size=len(selector))
 
     return app
 
 
-class HeadTimeout(HTTPProtocol):
-    """Closes a connection that sends no request head within `seconds` (uvicorn has no such timeout)."""
+class Connection(HTTPProtocol):
+    """uvicorn's HTTP protocol with the bounds uvicorn lacks: each request head (the first, and the next on a
+    kept-alive connection) must arrive within `head_timeout_s` and `max_head_bytes`, however slowly it
+    trickles (uvicorn's keep-alive timer stops at the first byte); and one client address holds at most
+    `max_connections_per_client` connections: past that its oldest idle one is closed (a client flooding
+    idle sockets cannot lock itself, or a proxy's other users, out), or, if none is idle, the new one."""
 
-    seconds = 10.0
+    limits = Limits()
+    clients: ClassVar[dict[str, dict[Connection, None]]] = {}  # per server: `server` makes a subclass for each
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.loop.call_later(self.seconds, self._no_head)
+        self._await_head()
+        mine = self.clients.setdefault(self.client[0] if self.client else "", {})
+        if len(mine) >= self.limits.max_connections_per_client:
+            idle = next((c for c in mine if c._idle() and not c.transport.is_closing()), None)
+            if idle is None:
+                return self.transport.close()
+            idle.transport.close()
+        mine[self] = None
 
-    def _no_head(self) -> None:
-        if self.cycle is None and not self.transport.is_closing():
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_timer.cancel()
+        mine = self.clients.get(self.client[0] if self.client else "", {})
+        mine.pop(self, None)
+        if not mine:
+            self.clients.pop(self.client[0] if self.client else "", None)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is self._awaited and self._idle():  # the next head is still incomplete
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_head_bytes and not self.transport.is_closing():
+                self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._head_timer.cancel()
+        self._await_head()
+
+    def _await_head(self) -> None:
+        # the last request (or None): a new head makes a new `cycle`; a pipelined one still running is not idle
+        self._awaited, self._head_bytes = self.cycle, 0
+        self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_late, self.cycle)
+
+    def _head_late(self, awaited: Any) -> None:
+        if self.cycle is awaited and self._idle() and not self.transport.is_closing():
             self.transport.close()
 
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
 
-def server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> Any:
-    """A uvicorn server whose connections are bounded: idle keep-alive closed after 5 s, a client that sends
-    no request head closed after 10 s (slowloris). uvicorn's `limit_concurrency` would count those idle
-    connections too (2,000 of them made /healthz answer 503), so `Guard` caps the requests in flight."""
+
+def server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> uvicorn.Server:
+    """A uvicorn server whose connections are bounded (`Connection`: request heads, connections per client;
+    uvicorn's `timeout_keep_alive` closes idle kept-alive ones). uvicorn's `limit_concurrency` would count
+    idle and trickling connections too (2,000 of them made /healthz answer 503), so `Guard` caps the
+    requests being answered instead."""
+    limits: Limits = getattr(app.state, "limits", Limits())
+    bounded = type("Connection", (Connection,), {"limits": limits, "clients": {}})
     return uvicorn.Server(
         uvicorn.Config(
             app,
             host=host,
             port=port,
-            http=HeadTimeout,
+            http=bounded,
             timeout_keep_alive=5,
+            h11_max_incomplete_event_size=limits.max_head_bytes,  # the same bound when h11 parses
             log_level="warning",  # requests are logged by Guard
             access_log=False,
         )
