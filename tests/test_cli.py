@@ -342,3 +342,15 @@ def test_training_prints_llmrs_progress_only_and_writes_readable_weights(tmp_pat
         assert noise not in got.stderr + got.stdout
     assert "training, loss" in got.stderr and "steps/s" in got.stderr  # llmr's own bar
     assert (out / "model.safetensors").stat().st_mode & 0o044 == 0o044  # readable by others, as the umask says
+
+
+def test_candidates_top_n_over_the_pool_is_said_not_silently_clamped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run("data", "build", "--source", "samples", "--tasks", "sst2", "--out", str(tmp_path / "data"))
+    size = DataDir(tmp_path / "data").validate()["passages"]
+    out = str(tmp_path / "c.jsonl")
+    printed = run("candidates", "--data", str(tmp_path / "data"), "-o", out, "--top-n", "5000", "--scope", "unified")
+    warning = next(r.getMessage() for r in caplog.records if "top_n" in r.getMessage())
+    assert "5000" in warning and f"{size} items" in warning
+    assert f"(top {size}," in printed and "top 5000" not in printed

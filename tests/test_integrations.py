@@ -116,3 +116,24 @@ def test_langchain_and_dspy_put_the_best_example_last_by_default() -> None:
     assert first.select_examples({"question": query}) == chosen[::-1]
     fewshot = LLMRFewShot([dspy.Example(**e).with_inputs("question") for e in EXAMPLES], k=3)
     assert fewshot.demos(question=query)[-1].answer == "Tokyo"
+
+
+def test_langchain_and_dspy_follow_the_one_rule_for_k_over_the_pool_and_empty_queries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("langchain_core")
+    dspy = pytest.importorskip("dspy")
+    from llmr.integrations.dspy import LLMRFewShot
+    from llmr.integrations.langchain import LLMRExampleSelector
+
+    lc = LLMRExampleSelector.from_examples(EXAMPLES, k=10, input_keys=["question"])
+    assert len(lc.select_examples({"question": "capital of Italy?"})) == len(EXAMPLES)
+    with pytest.raises(ValueError, match="empty query"):
+        lc.select_examples({"question": " "})
+    trainset = [dspy.Example(**e).with_inputs("question") for e in EXAMPLES]
+    fewshot = LLMRFewShot(trainset, k=10)
+    assert len(fewshot.demos(question="capital of Italy?")) == len(EXAMPLES)
+    with pytest.raises(ValueError, match="empty query"):
+        fewshot.demos(question="")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"k = 10 is over the {len(EXAMPLES)} items of the pool: at most 4 returned"] * 2

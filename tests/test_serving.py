@@ -94,6 +94,28 @@ def test_select_many_matches_select_and_takes_one_task_per_query(selector: llmr.
         selector.select("x", k=0)
 
 
+def test_an_empty_query_is_an_error_not_examples(selector: llmr.Selector) -> None:
+    for query in ("", "  \n"):
+        with pytest.raises(ValueError, match="empty query"):
+            selector.select(query)
+    with pytest.raises(ValueError, match=r"empty query \(query 1\)"):
+        selector.select_many(["a film", ""])
+
+
+def test_k_over_the_pool_warns_once_and_returns_what_there_is(
+    selector: llmr.Selector, caplog: pytest.LogCaptureFixture
+) -> None:
+    fresh = llmr.Selector(selector.encoder, [as_passage(p, "") for p in pool()])  # nothing warned yet
+    for _ in range(2):
+        assert len(fresh.select("stocks", k=5, task="ag_news")) == len(NEWS)
+    assert len(fresh.select("stocks", k=50)) == len(pool())
+    notices = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert notices == [
+        "k = 5 is over the 3 items of task 'ag_news': at most 3 returned",
+        f"k = 50 is over the {len(pool())} items of the pool: at most {len(pool())} returned",
+    ]
+
+
 def test_budget_drops_the_least_similar_and_the_prompt_puts_the_most_similar_last(selector: llmr.Selector) -> None:
     full = selector.select("a boring, tedious film", k=4, task="sst2")
     sizes = selector.count_tokens([e.passage.contents + "\n\n" for e in full] + ["a boring, tedious film\n"])
@@ -303,12 +325,22 @@ def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector)
         ({"inputs": [{"sentence": "a"}, {}], "task": "sst2"}, 422, "field 'sentence' missing"),
         ({"query": "a", "fields": {"sentence": "a"}, "task": "sst2"}, 422, "exactly one of"),
         ({"query": "a", "order": "worst_first"}, 422, "best_first"),
+        ({"queries": ["a", " \n "]}, 422, "empty query (query 1)"),
     ],
 )
 def test_service_refuses_bad_requests_clearly(service: str, body: dict, status: int, message: str) -> None:
     got = httpx.post(f"{service}/v1/select", json=body)
     assert got.status_code == status, got.text
     assert message in got.text
+
+
+def test_service_returns_what_there_is_for_k_over_the_task_and_says_so(service: str) -> None:
+    for endpoint, key in (("/v1/select", "results"), ("/v1/prompt", "examples")):
+        got = httpx.post(f"{service}{endpoint}", json={"query": "rates", "k": 5, "task": "ag_news"}).json()
+        assert len(got[key][0]) == len(NEWS)
+        assert got["warnings"] == [f"k = 5 is over the {len(NEWS)} items of task 'ag_news': at most 3 returned"]
+    enough = httpx.post(f"{service}/v1/select", json={"query": "rates", "k": 3, "task": "ag_news"})
+    assert enough.json()["warnings"] == []
 
 
 def test_service_refuses_malformed_json_and_bad_examples(service: str) -> None:

@@ -7,7 +7,8 @@ Scopes (the paper searches the unified pool and keeps same-task items first):
 
 from __future__ import annotations
 
-from collections import defaultdict
+import logging
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -23,6 +24,8 @@ from llmr.data.schema import CandidateList, Passage, Record, pool_contents
 
 Scope = Literal["task", "unified"]
 
+log = logging.getLogger(__name__)
+
 
 class Retriever(Protocol):
     config: dict
@@ -30,6 +33,15 @@ class Retriever(Protocol):
     def search(
         self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def available(records: Sequence[Record], passages: Sequence[Passage], top_n: int, scope: Scope) -> int:
+    """The most candidates a list can hold: `top_n`, or fewer where the pool (a task's, with scope task)
+    has fewer items."""
+    if scope == "task":
+        sizes = Counter(p.task_name for p in passages)
+        return min(top_n, max((sizes[r.task_name] for r in records), default=0))
+    return min(top_n, len(passages))
 
 
 def mine_candidates(
@@ -44,6 +56,10 @@ def mine_candidates(
     """Yield one candidate list per record, in input order."""
     if scope not in ("task", "unified"):
         raise ValueError(f"scope must be 'task' or 'unified', not {scope!r}")
+    cap = available(records, passages, top_n, scope)
+    if cap < top_n:  # said, not silently clamped: "top 5000" from 1,200 items would mislead
+        where = "largest task's pool" if scope == "task" else "pool"
+        log.warning("top_n %d is over the %s's %d items: each list holds at most %d", top_n, where, cap, cap)
     tasks = np.array([p.task_name for p in passages])
     by_contents: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(passages):

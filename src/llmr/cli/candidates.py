@@ -11,6 +11,7 @@ from llmr.base.encoders import encoder_fingerprint
 from llmr.base.files import file_fingerprint
 from llmr.base.manifest import is_up_to_date, manifest_path, write_manifest
 from llmr.candidates import load_retriever, mine_to_file
+from llmr.candidates.mine import available
 from llmr.cli.settings import stage_settings
 from llmr.data.build import select_records
 from llmr.data.directory import DataDir
@@ -55,4 +56,5 @@ def candidates(
         index = load_retriever(retriever, passages, n_threads=threads)
     count = mine_to_file(records, passages, index, out, top_n=candidates.top_n, scope=candidates.scope)
     write_manifest(manifest_path(out), "candidates", config, inputs=inputs, outputs=[out], retriever=index.config)
-    console.print(f"{count:,} candidate lists (top {candidates.top_n}, scope {candidates.scope}) -> {out}")
+    top = available(records, passages, candidates.top_n, candidates.scope)  # capped: said by a warning
+    console.print(f"{count:,} candidate lists (top {top}, scope {candidates.scope}) -> {out}")

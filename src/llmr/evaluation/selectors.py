@@ -18,6 +18,7 @@ Each has a `fingerprint`: what decides its choices (pool, encoder weights, seed,
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ from llmr.base.runtime import Runtime
 from llmr.candidates.bm25 import BM25Retriever
 from llmr.candidates.dense import DenseRetriever, pool_fingerprint
 from llmr.data.schema import Passage, Record
+
+log = logging.getLogger(__name__)
 
 TOP_N = 40  # with diversity or balance_labels: candidates re-picked from, at least (the paper retrieves 40)
 
@@ -179,6 +182,7 @@ class PoolSelector:
         self.passages: list[Passage] = []
         self.rows: dict[str, list[int]] = defaultdict(list)  # each task's rows
         self._ids: set[str] = set()
+        self._warned: set[tuple[str | None, int]] = set()
         self._register(passages)
 
     def _register(self, items: Sequence[Passage]) -> None:
@@ -194,6 +198,16 @@ class PoolSelector:
 
     def __len__(self) -> int:
         return len(self.passages)
+
+    def shortfall(self, k: int, task: str | None) -> str | None:
+        """What to tell a caller whose k is over the items `task` (or the whole pool) has. The one rule for
+        the library, `llmr eval`, HTTP and the integrations: serve what there is and say so (LangChain and
+        DSPy users start with a few examples; an error there would break them)."""
+        have = len(self.rows[task]) if task is not None and task in self.rows else len(self.passages)
+        if k <= have:
+            return None
+        scope = f"task {task!r}" if task is not None else "the pool"
+        return f"k = {k} is over the {have} items of {scope}: at most {have} returned"
 
     def _encode(self, queries: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
@@ -220,9 +234,15 @@ class PoolSelector:
             raise ValueError(f"k must be at least 1, not {k}")
         if diversity is not None and not 0.0 <= diversity <= 1.0:
             raise ValueError(f"diversity must be in [0, 1], not {diversity}")
+        check_queries(queries)
         unknown = {t for t in tasks if t is not None and t not in self.rows}
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}: the pool has {', '.join(self.tasks)}")
+        for task in dict.fromkeys(tasks):
+            notice = self.shortfall(k, task)
+            if notice and (task, k) not in self._warned:  # once per task and k: eval asks thousands of times
+                self._warned.add((task, k))
+                log.warning("%s", notice)
         top_n = max(TOP_N, 4 * k) if (diversity or balance_labels) else k
         encoded = self._encode(queries)
         out: list[list[Example]] = [[] for _ in queries]
@@ -239,6 +259,13 @@ class PoolSelector:
                     ranked = balanced(ranked, [self.passages[d].contents.rpartition("\n")[2] for d in found], k)
                 out[i] = [Example(self.passages[int(found[r])], float(sims[r])) for r in ranked[:k]]
         return out
+
+
+def check_queries(queries: Sequence[str]) -> None:
+    """An empty query would still get examples (those nearest to nothing): refuse it instead."""
+    empty = next((i for i, q in enumerate(queries) if not q.strip()), None)
+    if empty is not None:
+        raise ValueError(f"empty query (query {empty}): give the text to choose examples for")
 
 
 def _group(tasks: Sequence[str | None]) -> dict[str | None, list[int]]:

@@ -46,6 +46,7 @@ try:  # httptools, a C parser (uvicorn[standard], with uvloop); h11 is pure Pyth
 except ImportError:
     from uvicorn.protocols.http.h11_impl import H11Protocol as HTTPProtocol
 
+from llmr.evaluation.selectors import check_queries
 from llmr.prompt import build_prompt
 from llmr.serving.selector import Order, Selector
 from llmr.tasks import TASKS
@@ -125,11 +126,13 @@ class ExampleOut(BaseModel):
 
 class SelectResponse(BaseModel):
     results: list[list[ExampleOut]]
+    warnings: list[str] = Field([], description="E.g. k over the items there are: what there is is returned.")
 
 
 class PromptResponse(BaseModel):
     prompts: list[str]
     examples: list[list[ExampleOut]]
+    warnings: list[str] = []
 
 
 class PassageIn(Strict):
@@ -387,6 +390,14 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
             raise HTTPException(422, f"query {longest} has over {limits.max_query_chars} characters")
         if request.task is not None and request.task not in selector.tasks:
             raise HTTPException(422, f"unknown task {request.task!r}; the pool has {', '.join(selector.tasks)}")
+        try:  # here, not in the batch: one bad request must not fail the others batched with it
+            check_queries(texts)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    def warnings(request: SelectRequest) -> list[str]:
+        notice = selector.shortfall(request.k, request.task)
+        return [notice] if notice else []
 
     async def choose(request: SelectRequest, order: Order, prompts: bool = False) -> list[list[Any]]:
         check(request)
@@ -416,14 +427,15 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
 
     @app.post("/v1/select", response_model=SelectResponse, summary="The k examples for each query")
     async def select(request: SelectRequest) -> SelectResponse:
-        return SelectResponse(results=[_out(x) for x in await choose(request, "best_first")])
+        chosen = await choose(request, "best_first")
+        return SelectResponse(results=[_out(x) for x in chosen], warnings=warnings(request))
 
     @app.post("/v1/prompt", response_model=PromptResponse, summary="LLM-R prompts: the examples, then the query")
     async def prompt(request: SelectRequest) -> PromptResponse:
         chosen = await choose(request, "best_last", prompts=True)
         texts = [[e.passage.contents for e in examples] for examples in chosen]
         prompts = [build_prompt(ex, q) for q, ex in zip(request.texts, texts, strict=True)]
-        return PromptResponse(prompts=prompts, examples=[_out(x) for x in chosen])
+        return PromptResponse(prompts=prompts, examples=[_out(x) for x in chosen], warnings=warnings(request))
 
     @app.post("/v1/passages", response_model=AddResponse, summary="Add passages to the pool (needs the token)")
     async def add(request: AddRequest, authorization: Annotated[str, Header()] = "") -> AddResponse:
