@@ -108,3 +108,22 @@ def test_long_pairs_keep_their_ends(tmp_path: Path) -> None:
     assert CrossEncoder(str(tmp_path)).tokenizer.truncation_side == "right"
     reward_model(RewardConfig()).save_pretrained(str(tmp_path))
     assert CrossEncoder(str(tmp_path)).tokenizer.truncation_side == "left"
+
+
+def test_building_the_reward_model_prints_no_load_report_or_conversion_warning(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its score head is new by design: transformers' LOAD REPORT (MISSING classifier.*, raw escape codes)
+    and sentence-transformers' "Converting ... to CrossEncoder" tell a user nothing to act on."""
+    import logging
+
+    from llmr.training.reward import reward_model
+
+    caplog.set_level(logging.INFO)
+    model = reward_model(RewardConfig())
+    assert model.predict([("a query\nan answer", "a passage")]).shape == (1,)
+    said = capfd.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
+    assert "LOAD REPORT" not in said and "MISSING" not in said and "\x1b[" not in said
+    assert "Converting" not in said and "to CrossEncoder" not in said
+    loaders = ("transformers.modeling_utils", "sentence_transformers.base.model")
+    assert all(logging.getLogger(name).level == logging.NOTSET for name in loaders)  # only for this load

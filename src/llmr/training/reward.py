@@ -7,7 +7,9 @@ over a group of 1 positive + 7 negatives: sentence-transformers' ListNetLoss wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -62,11 +64,28 @@ def reward_model(config: RewardConfig):
     from sentence_transformers.cross_encoder import CrossEncoder
     from torch import nn
 
-    model = CrossEncoder(
-        resolve_encoder(config.model), num_labels=1, max_length=config.max_length, activation_fn=nn.Identity()
-    )
+    with _quiet_load():
+        model = CrossEncoder(
+            resolve_encoder(config.model), num_labels=1, max_length=config.max_length, activation_fn=nn.Identity()
+        )
     model.tokenizer.truncation_side = config.truncation_side
     return model
+
+
+@contextmanager
+def _quiet_load() -> Iterator[None]:
+    """The score head is new by design, and the encoder a SentenceTransformer: transformers' LOAD REPORT
+    (a MISSING classifier.* table with raw escape codes) and sentence-transformers' "Converting ... to
+    CrossEncoder" warning tell a user nothing to act on. Only their two loggers, only during this load."""
+    loggers = [logging.getLogger(n) for n in ("transformers.modeling_utils", "sentence_transformers.base.model")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def train_reward_model(
