@@ -137,3 +137,28 @@ def test_langchain_and_dspy_follow_the_one_rule_for_k_over_the_pool_and_empty_qu
         fewshot.demos(question="")
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warned == [f"k = 10 is over the {len(EXAMPLES)} items of the pool: at most 4 returned"] * 2
+
+
+def test_langchain_selector_filters_explains_and_selects_async() -> None:
+    pytest.importorskip("langchain_core")
+    import asyncio
+
+    from langchain_core.prompts import FewShotPromptTemplate, PromptTemplate
+
+    from llmr.integrations.langchain import LLMRExampleSelector
+
+    tagged = [{**e, "kind": "geo" if "capital" in e["question"] else "other"} for e in EXAMPLES]
+    selector = LLMRExampleSelector.from_examples(tagged, k=2, input_keys=["question"], where={"kind": "other"})
+    chosen = selector.select_examples({"question": "What is the capital of Italy?"})
+    assert len(chosen) == 2 and {e["kind"] for e in chosen} == {"other"}  # filtered before the search
+    explained = LLMRExampleSelector.from_examples(EXAMPLES, k=2, input_keys=["question"], explain=True)
+    best_last = explained.select_examples({"question": "What is the capital of Italy?"})
+    assert [e["llmr"]["rank"] for e in best_last] == [2, 1] and best_last[1]["llmr"]["score"] > 0
+    prompt = FewShotPromptTemplate(
+        example_selector=explained,
+        example_prompt=PromptTemplate.from_template("Q: {question}\nA: {answer}"),
+        suffix="Q: {question}\nA:",
+        input_variables=["question"],
+    )
+    assert asyncio.run(explained.aselect_examples({"question": "What is the capital of Italy?"})) == best_last
+    assert asyncio.run(prompt.aformat(question="capital of Italy?")) == prompt.format(question="capital of Italy?")

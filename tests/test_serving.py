@@ -116,6 +116,32 @@ def test_k_over_the_pool_warns_once_and_returns_what_there_is(
     ]
 
 
+def test_where_filters_the_pool_before_the_search(selector: llmr.Selector) -> None:
+    by_field = selector.select("a boring film", k=2, where={"task_name": "ag_news"})
+    assert len(by_field) == 2 and {e.passage.task_name for e in by_field} == {"ag_news"}  # k found, not 0
+    positive = selector.select("a boring film", k=3, where=lambda p: p.contents.endswith("Positive"))
+    assert len(positive) == 3 and all(e.passage.contents.endswith("Positive") for e in positive)
+    assert selector.select("a film", k=2, where={"task_name": "nope"}) == []
+
+
+def test_metadata_fields_filter_and_each_example_says_its_score_and_rank(selector: llmr.Selector) -> None:
+    items = [{**item, "source": "critic" if i % 2 else "user"} for i, item in enumerate(pool())]
+    tagged = llmr.Selector(selector.encoder, [as_passage(p, "") for p in items])
+    critics = tagged.select("a boring film", k=8, where={"source": "critic"})
+    assert critics and {e.passage.source for e in critics} == {"critic"}
+    ranked = selector.select("a boring film", k=3, task="sst2")
+    assert [e.rank for e in ranked] == [1, 2, 3] and ranked[0].score >= ranked[1].score >= ranked[2].score
+    diverse = selector.select("a boring film", k=3, task="sst2", diversity=0.9)
+    assert sorted(e.rank for e in diverse) != [1, 2, 3]  # MMR skipped the near-copy: its rank shows why
+
+
+def test_dedupe_leaves_out_identical_pool_items(selector: llmr.Selector) -> None:
+    items = [*pool(), {**pool()[0], "id": "copy"}]
+    assert len(llmr.Selector.load("all-minilm-l6-v2", items)) == len(items)
+    deduped = llmr.Selector.load("all-minilm-l6-v2", items, dedupe=True)
+    assert len(deduped) == len(pool()) and "copy" not in {p.id for p in deduped.passages}
+
+
 def test_budget_drops_the_least_similar_and_the_prompt_puts_the_most_similar_last(selector: llmr.Selector) -> None:
     full = selector.select("a boring, tedious film", k=4, task="sst2")
     sizes = selector.count_tokens([e.passage.contents + "\n\n" for e in full] + ["a boring, tedious film\n"])
@@ -334,13 +360,23 @@ def test_service_refuses_bad_requests_clearly(service: str, body: dict, status: 
     assert message in got.text
 
 
-def test_service_returns_what_there_is_for_k_over_the_task_and_says_so(service: str) -> None:
+def test_service_returns_what_there_is_for_k_over_the_task_and_says_so(service: str, selector: llmr.Selector) -> None:
+    n = len(selector.rows["ag_news"])  # another test may have added one
     for endpoint, key in (("/v1/select", "results"), ("/v1/prompt", "examples")):
-        got = httpx.post(f"{service}{endpoint}", json={"query": "rates", "k": 5, "task": "ag_news"}).json()
-        assert len(got[key][0]) == len(NEWS)
-        assert got["warnings"] == [f"k = 5 is over the {len(NEWS)} items of task 'ag_news': at most 3 returned"]
-    enough = httpx.post(f"{service}/v1/select", json={"query": "rates", "k": 3, "task": "ag_news"})
+        got = httpx.post(f"{service}{endpoint}", json={"query": "rates", "k": 8, "task": "ag_news"}).json()
+        assert len(got[key][0]) == n
+        assert got["warnings"] == [f"k = 8 is over the {n} items of task 'ag_news': at most {n} returned"]
+    enough = httpx.post(f"{service}/v1/select", json={"query": "rates", "k": n, "task": "ag_news"})
     assert enough.json()["warnings"] == []
+
+
+def test_service_filters_with_where_and_returns_ranks(service: str) -> None:
+    body = {"query": "a boring film", "k": 2, "where": {"task_name": "ag_news"}}
+    got = httpx.post(f"{service}/v1/select", json=body).json()
+    assert [e["task_name"] for e in got["results"][0]] == ["ag_news", "ag_news"]
+    assert [e["rank"] for e in got["results"][0]] == [1, 2]
+    one = httpx.post(f"{service}/v1/select", json={**body, "where": {"id": "news-1"}}).json()
+    assert [e["id"] for e in one["results"][0]] == ["news-1"] and "filter" in one["warnings"][0]
 
 
 def test_service_refuses_malformed_json_and_bad_examples(service: str) -> None:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -45,6 +45,16 @@ TOP_N = 40  # with diversity or balance_labels: candidates re-picked from, at le
 class Example:
     passage: Passage
     score: float
+    rank: int = 0  # its place by similarity among what the search found (1 = most similar); 0: no search
+
+
+Where = Mapping[str, Any] | Callable[[Passage], bool]  # pool fields that must equal these values, or a test
+
+
+def matches(where: Where) -> Callable[[Passage], bool]:
+    if callable(where):
+        return where
+    return lambda p: all(getattr(p, key, None) == value for key, value in where.items())
 
 
 class SelectionMethod(Protocol):
@@ -199,21 +209,33 @@ class PoolSelector:
     def __len__(self) -> int:
         return len(self.passages)
 
-    def shortfall(self, k: int, task: str | None) -> str | None:
+    def allowed(self, task: str | None, where: Where | None) -> list[int] | None:
+        """The rows `where` lets through (of `task`'s, or the whole pool's); None: no filter."""
+        if where is None:
+            return None
+        test = matches(where)
+        rows = self.rows.get(task, []) if task is not None else range(len(self.passages))
+        return [r for r in rows if test(self.passages[r])]
+
+    def shortfall(self, k: int, task: str | None, where: Where | None = None) -> str | None:
         """What to tell a caller whose k is over the items `task` (or the whole pool) has. The one rule for
         the library, `llmr eval`, HTTP and the integrations: serve what there is and say so (LangChain and
         DSPy users start with a few examples; an error there would break them)."""
-        have = len(self.rows[task]) if task is not None and task in self.rows else len(self.passages)
+        allowed = self.allowed(task, where)
+        have = len(allowed) if allowed is not None else len(self.rows.get(task, [])) if task else len(self.passages)
         if k <= have:
             return None
         scope = f"task {task!r}" if task is not None else "the pool"
+        scope += " that pass the filter" if where is not None else ""
         return f"k = {k} is over the {have} items of {scope}: at most {have} returned"
 
     def _encode(self, queries: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
 
-    def _search(self, encoded: np.ndarray, n: int, task: str | None) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and rows of the top n (of `task`'s items), best first; row -1 where fewer exist."""
+    def _search(
+        self, encoded: np.ndarray, n: int, task: str | None, rows: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and rows of the top n (of `task`'s items, or of `rows`), best first; row -1 where fewer exist."""
         raise NotImplementedError
 
     def _vectors(self, rows: np.ndarray) -> np.ndarray:
@@ -227,9 +249,11 @@ class PoolSelector:
         diversity: float | None = None,
         balance_labels: bool = False,
         exclude: Sequence[str | None] | None = None,
+        where: Where | None = None,
     ) -> list[list[Example]]:
         """Each query's k examples, ranked as picked; `exclude`: a pool item id per query never shown
-        (the query's own item, when training queries are evaluated)."""
+        (the query's own item, when training queries are evaluated); `where`: only the pool items it lets
+        through are searched (a filter before the search, not after: k still come back)."""
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         if diversity is not None and not 0.0 <= diversity <= 1.0:
@@ -238,8 +262,9 @@ class PoolSelector:
         unknown = {t for t in tasks if t is not None and t not in self.rows}
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}: the pool has {', '.join(self.tasks)}")
-        for task in dict.fromkeys(tasks):
-            notice = self.shortfall(k, task)
+        allowed = {task: self.allowed(task, where) for task in dict.fromkeys(tasks)}
+        for task in allowed:
+            notice = self.shortfall(k, task, where)
             if notice and (task, k) not in self._warned:  # once per task and k: eval asks thousands of times
                 self._warned.add((task, k))
                 log.warning("%s", notice)
@@ -247,7 +272,9 @@ class PoolSelector:
         encoded = self._encode(queries)
         out: list[list[Example]] = [[] for _ in queries]
         for task, members in _group(tasks).items():
-            scores, docs = self._search(encoded[members], top_n + int(exclude is not None), task)
+            if allowed[task] == []:
+                continue  # nothing passes the filter
+            scores, docs = self._search(encoded[members], top_n + int(exclude is not None), task, allowed[task])
             for j, i in enumerate(members):
                 own = None if exclude is None else exclude[i]
                 keep = [c for c, d in enumerate(docs[j]) if d >= 0 and self.passages[d].id != own]
@@ -257,7 +284,7 @@ class PoolSelector:
                     ranked = mmr(sims, self._vectors(found), k, diversity)
                 if balance_labels:
                     ranked = balanced(ranked, [self.passages[d].contents.rpartition("\n")[2] for d in found], k)
-                out[i] = [Example(self.passages[int(found[r])], float(sims[r])) for r in ranked[:k]]
+                out[i] = [Example(self.passages[int(found[r])], float(sims[r]), r + 1) for r in ranked[:k]]
         return out
 
 
@@ -287,15 +314,22 @@ class BM25Pool(PoolSelector):
     def _encode(self, queries: Sequence[str]) -> np.ndarray:
         return np.array(queries, dtype=object)
 
-    def _search(self, encoded: np.ndarray, n: int, task: str | None) -> tuple[np.ndarray, np.ndarray]:
-        if task is None:
+    def _search(
+        self, encoded: np.ndarray, n: int, task: str | None, rows: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if task is None and rows is None:
             docs, scores = self.bm25.search(list(encoded), n)
             return scores, docs
-        # masked items score 0 and may fill the tail: ask for a few more, keep the task's
-        docs, scores = self.bm25.search(list(encoded), n + 8, self.tasks_of == task)
+        if rows is None:
+            mask = self.tasks_of == task
+        else:
+            mask = np.zeros(len(self.passages), dtype=bool)
+            mask[rows] = True
+        # masked items score 0 and may fill the tail: ask for a few more, keep the allowed ones
+        docs, scores = self.bm25.search(list(encoded), n + 8, mask)
         out_docs, out_scores = np.full((len(encoded), n), -1), np.zeros((len(encoded), n), dtype=np.float32)
         for j in range(len(encoded)):
-            mine = [c for c, d in enumerate(docs[j]) if self.tasks_of[d] == task][:n]
+            mine = [c for c, d in enumerate(docs[j]) if d >= 0 and mask[d]][:n]
             out_docs[j, : len(mine)], out_scores[j, : len(mine)] = docs[j][mine], scores[j][mine]
         return out_scores, out_docs
 
@@ -364,7 +398,11 @@ class DensePool(PoolSelector):
     def _encode(self, queries: Sequence[str]) -> np.ndarray:
         return self.encoder.encode_queries(queries)
 
-    def _search(self, encoded: np.ndarray, n: int, task: str | None) -> tuple[np.ndarray, np.ndarray]:
+    def _search(
+        self, encoded: np.ndarray, n: int, task: str | None, rows: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if rows is not None:
+            return self.index.search(encoded, n, rows)
         if task is None:
             return self.index.search(encoded, n)
         return self.index.search(encoded, n, self.rows[task], name=task)

@@ -15,6 +15,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without langchain-core
     raise ImportError("the LangChain integration needs langchain-core: pip install langchain-core") from exc
 
+from llmr.data.schema import Passage
 from llmr.serving.selector import IndexKind, Order, Selector
 
 
@@ -25,7 +26,9 @@ class LLMRExampleSelector(BaseExampleSelector):
     pool format: query, then answer); a query is the input variables' values for `input_keys`.
     Pool items that did not come from LangChain (a selector loaded with a passages file) come back as
     `{input_key: query, output_key: answer}`. `order="best_last"` (the default) lists the best example
-    last, next to the query in the prompt, as LLM-R's retriever was trained to be used.
+    last, next to the query in the prompt, as LLM-R's retriever was trained to be used. `where` keeps
+    only examples whose fields have these values (before the search); `explain` adds each chosen one's
+    `llmr: {score, rank}`. `aselect_examples`/`aadd_example` (LangChain's) run these in a thread.
     """
 
     def __init__(
@@ -36,9 +39,13 @@ class LLMRExampleSelector(BaseExampleSelector):
         task: str | None = None,
         output_keys: tuple[str, str] = ("input", "output"),
         order: Order = "best_last",
+        where: Mapping[str, Any] | None = None,
+        explain: bool = False,
         **options: Any,  # budget_tokens, diversity, balance_labels
     ) -> None:
         self.selector = selector
+        self.where = dict(where) if where else None
+        self.explain = explain
         self.k = k
         self.input_keys = list(input_keys) if input_keys else None
         self.task = task
@@ -74,14 +81,23 @@ class LLMRExampleSelector(BaseExampleSelector):
         self._examples[example_id] = dict(example)
         return example_id
 
+    def _matches(self, passage: Passage) -> bool:
+        """`where` over the LangChain example's own fields (the pool item's, for items from elsewhere)."""
+        fields = self._examples.get(passage.id) or passage.model_dump()
+        return all(fields.get(key) == value for key, value in (self.where or {}).items())
+
     def select_examples(self, input_variables: dict[str, Any]) -> list[dict[str, Any]]:
         query = "\n".join(str(input_variables[key]) for key in self._keys(input_variables))
-        chosen = self.selector.select(query, self.k, task=self.task, **self.options)
+        where = self._matches if self.where else None
+        chosen = self.selector.select(query, self.k, task=self.task, where=where, **self.options)
         out = []
         for e in chosen:
             if e.passage.id in self._examples:
-                out.append(dict(self._examples[e.passage.id]))
+                example = dict(self._examples[e.passage.id])
             else:
                 text, _, answer = e.passage.contents.rpartition("\n")
-                out.append({self.output_keys[0]: text, self.output_keys[1]: answer})
+                example = {self.output_keys[0]: text, self.output_keys[1]: answer}
+            if self.explain:  # a prompt template uses only its own variables: this key is ignored there
+                example["llmr"] = {"score": e.score, "rank": e.rank}
+            out.append(example)
         return out

@@ -39,7 +39,7 @@ from llmr.base.runtime import Runtime
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl, write_jsonl
 from llmr.data.schema import Passage
-from llmr.evaluation.selectors import DensePool, Example
+from llmr.evaluation.selectors import DensePool, Example, Where
 from llmr.prompt import build_prompt, examples_within_budget
 
 PoolSource = str | Path | Iterable[Passage | Mapping[str, Any]]
@@ -64,11 +64,26 @@ def as_passage(item: Passage | Mapping[str, Any], default_id: str) -> Passage:
         raise ValueError(f"example {item.get('id', default_id)!r}: needs `contents`, or `query` and `answer`")
     if not isinstance(contents, str) or not contents.strip():
         raise ValueError(f"example {item.get('id', default_id)!r}: `contents` must be non-empty text")
-    return Passage(id=item.get("id", default_id), contents=contents, task_name=item.get("task_name") or "default")
+    extra = {key: v for key, v in item.items() if key not in ("id", "contents", "query", "answer", "task_name")}
+    # other fields stay as metadata that `where` can filter on
+    return Passage(
+        **extra, id=item.get("id", default_id), contents=contents, task_name=item.get("task_name") or "default"
+    )
 
 
-def read_pool(pool: PoolSource) -> list[Passage]:
-    """A passages file (`.jsonl[.gz]`), a data folder holding one, or the items themselves."""
+def read_pool(pool: PoolSource, dedupe: bool = False) -> list[Passage]:
+    """A passages file (`.jsonl[.gz]`), a data folder holding one, or the items themselves; with `dedupe`,
+    an item whose task and contents an earlier one has is left out (it would take two of k places)."""
+    items = _read_pool(pool)
+    if not dedupe:
+        return items
+    unique = list({(p.task_name, p.contents): p for p in reversed(items)}.values())[::-1]  # the first of each
+    if len(unique) < len(items):
+        log.info("left out %d duplicate pool items (same task and contents)", len(items) - len(unique))
+    return unique
+
+
+def _read_pool(pool: PoolSource) -> list[Passage]:
     if isinstance(pool, str | Path):
         path = Path(pool)
         if path.is_dir():
@@ -106,13 +121,15 @@ class Selector(DensePool):
         tokenizer: str | None = None,
         runtime: Runtime = "torch",
         query_max_length: int | None = None,
+        dedupe: bool = False,
     ) -> Selector:
         """`model`: a trained llmr retriever folder, `all-minilm-l6-v2` (embedded) or any sentence-transformers
         encoder (folder or hub id), with `pool`: a passages file, a data folder, or the passages themselves.
         Or a folder written by `save` (no pool): its index is loaded, not encoded again.
         `tokenizer` (a Hugging Face tokenizer folder or id) counts tokens for `budget_tokens` as your LLM
         does; by default the encoder's tokenizer approximates it. `runtime`: torch, onnx, onnx-int8 or
-        openvino (the encoder's ONNX export); `query_max_length` caps a query's tokens there."""
+        openvino (the encoder's ONNX export); `query_max_length` caps a query's tokens there. `dedupe` leaves
+        out pool items whose task and contents an earlier item has."""
         if cls.is_saved(model):
             if pool is not None:
                 raise ValueError(f"{model} is a saved selector with its own pool: add passages with .add()")
@@ -120,7 +137,7 @@ class Selector(DensePool):
         if pool is None:
             raise ValueError(f"{model} is not a saved selector ({SAVED} missing): give a pool")
         encoder = Encoder(str(model), batch_size, runtime, query_max_length)
-        return cls(encoder, read_pool(pool), index, _token_counter(tokenizer), tokenizer)
+        return cls(encoder, read_pool(pool, dedupe), index, _token_counter(tokenizer), tokenizer)
 
     @staticmethod
     def is_saved(path: str | Path) -> bool:
@@ -214,9 +231,12 @@ class Selector(DensePool):
         diversity: float | None = None,
         balance_labels: bool = False,
         order: Order = "best_first",
+        where: Where | None = None,
     ) -> list[Example]:
-        """The k examples for one query (those that fit `budget_tokens` with the query), in `order`."""
-        return self.select_many([query], k, task, budget_tokens, diversity, balance_labels, order)[0]
+        """The k examples for one query (those that fit `budget_tokens` with the query), in `order`; only
+        pool items `where` lets through (`{"field": value, ...}` or a test of a `Passage`). Each example
+        carries its score and its rank by similarity (which MMR or label balance may reorder)."""
+        return self.select_many([query], k, task, budget_tokens, diversity, balance_labels, order, where)[0]
 
     def select_many(
         self,
@@ -227,6 +247,7 @@ class Selector(DensePool):
         diversity: float | None = None,
         balance_labels: bool = False,
         order: Order = "best_first",
+        where: Where | None = None,
     ) -> list[list[Example]]:
         """`select` for many queries with one encoder pass; `task` is one task for all, or one per query."""
         if order not in ("best_first", "best_last"):
@@ -235,7 +256,7 @@ class Selector(DensePool):
         if len(per_query) != len(queries):
             raise ValueError(f"{len(per_query)} tasks for {len(queries)} queries")
         with self._lock:
-            chosen = self.choose(queries, per_query, k, diversity, balance_labels) if queries else []
+            chosen = self.choose(queries, per_query, k, diversity, balance_labels, where=where) if queries else []
         out = []
         for examples, query in zip(chosen, queries, strict=True):
             if budget_tokens is not None:

@@ -94,6 +94,9 @@ class SelectRequest(Strict):
     budget_tokens: int | None = Field(None, ge=1, description="Drop the least similar examples to fit.")
     diversity: float | None = Field(None, ge=0.0, le=1.0, description="MMR weight: 0 = by similarity only.")
     balance_labels: bool = Field(False, description="Round-robin over the examples' answers.")
+    where: dict[str, Text] | None = Field(
+        None, description='Only pool items whose fields have these values, e.g. {"id": "..."}; before the search.'
+    )
     order: Literal["best_first", "best_last"] | None = Field(
         None, description="Where the best example goes: default best_first for /v1/select, best_last for /v1/prompt."
     )
@@ -122,6 +125,7 @@ class ExampleOut(BaseModel):
     contents: str
     task_name: str
     score: float
+    rank: int = Field(description="Its place by similarity (1 = most similar); diversity may pick out of order.")
 
 
 class SelectResponse(BaseModel):
@@ -188,12 +192,22 @@ class Batcher:
                 size += len(batch[-1][0].texts)
             groups: dict[tuple, list] = defaultdict(list)  # requests with the same options share a pass
             for request, future in batch:
-                options = (request.k, request.budget_tokens, request.diversity, request.balance_labels)
+                where = tuple(sorted(request.where.items())) if request.where else None
+                options = (request.k, request.budget_tokens, request.diversity, request.balance_labels, where)
                 groups[options].append((request, future))
-            for (k, budget, diversity, balance), items in groups.items():
+            for (k, budget, diversity, balance, where), items in groups.items():
                 queries = [q for r, _ in items for q in r.texts]
                 tasks = [r.task for r, _ in items for _ in r.texts]
-                work = partial(self.selector.select_many, queries, k, tasks, budget, diversity, balance)
+                work = partial(
+                    self.selector.select_many,
+                    queries,
+                    k,
+                    tasks,
+                    budget,
+                    diversity,
+                    balance,
+                    where=dict(where) if where else None,
+                )
                 try:
                     results = await self.call(work)
                 except Exception as exc:  # e.g. an unknown task: fail only this group's requests
@@ -210,7 +224,7 @@ class Batcher:
 
 
 def _out(examples: list[Any]) -> list[ExampleOut]:
-    return [ExampleOut(**e.passage.model_dump(), score=e.score) for e in examples]
+    return [ExampleOut(**e.passage.model_dump(), score=e.score, rank=e.rank) for e in examples]
 
 
 class RequestLog:
@@ -396,7 +410,7 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
             raise HTTPException(422, str(exc)) from None
 
     def warnings(request: SelectRequest) -> list[str]:
-        notice = selector.shortfall(request.k, request.task)
+        notice = selector.shortfall(request.k, request.task, request.where or None)
         return [notice] if notice else []
 
     async def choose(request: SelectRequest, order: Order, prompts: bool = False) -> list[list[Any]]:
