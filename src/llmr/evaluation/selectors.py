@@ -263,9 +263,8 @@ class PoolSelector:
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}: the pool has {', '.join(self.tasks)}")
         allowed = {task: self.allowed(task, where) for task in dict.fromkeys(tasks)}
-        for task in allowed:
-            notice = self.shortfall(k, task, where)
-            if notice and (task, k) not in self._warned:  # once per task and k: eval asks thousands of times
+        for task in allowed:  # warned once per task and k: eval asks thousands of times
+            if (task, k) not in self._warned and (notice := self.shortfall(k, task, where)):
                 self._warned.add((task, k))
                 log.warning("%s", notice)
         top_n = max(TOP_N, 4 * k) if (diversity or balance_labels) else k
