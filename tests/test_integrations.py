@@ -162,3 +162,32 @@ def test_langchain_selector_filters_explains_and_selects_async() -> None:
     )
     assert asyncio.run(explained.aselect_examples({"question": "What is the capital of Italy?"})) == best_last
     assert asyncio.run(prompt.aformat(question="capital of Italy?")) == prompt.format(question="capital of Italy?")
+
+
+def test_dspy_filters_before_the_search_and_explains_each_demo() -> None:
+    dspy = pytest.importorskip("dspy")
+    from dspy.utils import DummyLM
+
+    from llmr.integrations.dspy import LLMRFewShot
+
+    tagged = [dspy.Example(**e, kind="geo" if "capital" in e["question"] else "other") for e in EXAMPLES]
+    trainset = [e.with_inputs("question") for e in tagged]
+    query = "What is the capital of Italy?"
+    assert {d.kind for d in LLMRFewShot(trainset, k=2).demos(question=query)} == {"geo"}  # unfiltered: capitals
+    for where in ({"kind": "other"}, lambda e: e.kind == "other"):
+        filtered = LLMRFewShot(trainset, k=2, where=where).demos(question=query)
+        assert len(filtered) == 2 and {d.kind for d in filtered} == {"other"}  # filtered first: still k
+
+    first = LLMRFewShot(trainset, k=3, explain=True, order="best_first").demos(question=query)
+    ranks, scores = [d.llmr["rank"] for d in first], [d.llmr["score"] for d in first]
+    assert ranks == [1, 2, 3] and scores == sorted(scores, reverse=True) and scores[0] > scores[2]
+    assert first[0].answer in ("Paris", "Tokyo") and list(first[0].inputs()) == ["question"]
+    fewshot = LLMRFewShot(trainset, k=3, explain=True)  # best last, as in the prompt
+    assert [(d.answer, d.llmr) for d in fewshot.demos(question=query)] == [(d.answer, d.llmr) for d in first[::-1]]
+    assert all("llmr" not in e for e in trainset)  # the demos are copies
+
+    lm = DummyLM([{"answer": "Rome"}])
+    with dspy.context(lm=lm):
+        assert fewshot.compile(dspy.Predict("question -> answer"))(question=query).answer == "Rome"
+    prompt = str(lm.history[-1]["messages"])
+    assert "Paris" in prompt and "rank" not in prompt and "llmr" not in prompt  # the adapter shows only the fields

@@ -7,7 +7,10 @@
 
 Like `dspy.KNNFewShot`, but the examples are labelled demos used as they are (no bootstrapping), and
 the similarity is the learned retriever's. `fewshot.demos(**inputs)` gives them directly (as `dspy.KNN`),
-the best last by default (`order`), next to the input as in LLM-R's prompts.
+the best last by default (`order`), next to the input as in LLM-R's prompts. `where` keeps only training
+examples whose fields have these values (or that a test of the `dspy.Example` passes), before the search;
+`explain=True` gives each demo a field `llmr: {score, rank}` (rank 1 = most similar), which DSPy's adapters
+leave out of the prompt (they format only the signature's fields).
 
 Each call runs a fresh copy of the program with its own demos, so concurrent calls (`dspy.Evaluate` with
 threads, `dspy.Parallel`) never see each other's; `program.save()` therefore holds no demos: they are
@@ -17,7 +20,7 @@ chosen per input, by the retriever.
 from __future__ import annotations
 
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 try:
@@ -26,6 +29,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without dspy
     raise ImportError("the DSPy integration needs dspy: pip install dspy") from exc
 
+from llmr.data.schema import Passage
 from llmr.serving.selector import IndexKind, Order, Selector
 
 
@@ -38,11 +42,15 @@ class LLMRFewShot(Teleprompter):
         index: IndexKind = "flat",
         selector: Selector | None = None,
         order: Order = "best_last",
+        where: Mapping[str, Any] | Callable[[dspy.Example], bool] | None = None,
+        explain: bool = False,
         **options: Any,  # budget_tokens, diversity, balance_labels
     ) -> None:
         super().__init__()
         self.trainset = list(trainset)
         self.k = k
+        self.where = where
+        self.explain = explain
         self.options = {**options, "order": order}
         self.input_keys = list(self.trainset[0].inputs().keys()) if self.trainset else []
         items = [{"id": str(i), "contents": self._text(ex, labels=True)} for i, ex in enumerate(self.trainset)]
@@ -55,10 +63,22 @@ class LLMRFewShot(Teleprompter):
             values += [v for _, v in example.labels().items()]
         return "\n".join(str(v) for v in values)
 
+    def _matches(self, passage: Passage) -> bool:
+        """`where` over the training example's own fields (a pool item is indexed under its trainset index)."""
+        example = self.trainset[int(passage.id)]
+        if callable(self.where):
+            return bool(self.where(example))
+        return all(key in example and example[key] == value for key, value in (self.where or {}).items())
+
     def demos(self, **inputs: Any) -> list[dspy.Example]:
-        """The k training examples chosen for these inputs, in `order`."""
+        """The k training examples chosen for these inputs, in `order` (with `explain`, each with its `llmr`)."""
         query = "\n".join(str(inputs[key]) for key in self.input_keys if key in inputs)
-        return [self.trainset[int(e.passage.id)] for e in self.selector.select(query, self.k, **self.options)]
+        where = self._matches if self.where else None
+        chosen = self.selector.select(query, self.k, where=where, **self.options)
+        demos = [self.trainset[int(e.passage.id)] for e in chosen]
+        if self.explain:  # a copy: the trainset's examples stay as they were
+            return [d.copy(llmr={"score": e.score, "rank": e.rank}) for d, e in zip(demos, chosen, strict=True)]
+        return demos
 
     def compile(self, student: dspy.Module, *, trainset: Any = None, teacher: Any = None) -> dspy.Module:
         template, program = student.reset_copy(), student.reset_copy()
