@@ -3,6 +3,8 @@ in a real headless browser at a desktop (1400 px) and a phone (400 px) width."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
@@ -125,6 +127,28 @@ def test_the_per_query_outcomes_are_embedded_for_download(eval_dir: Path, tmp_pa
             o["correct"],
         )
     assert 'id="download-csv"' in page and 'id="download-json"' in page and "(39 rows)" in page
+
+
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
+def test_the_csv_download_keeps_a_spreadsheet_from_running_text_as_a_formula(eval_dir: Path, tmp_path: Path) -> None:
+    """OWASP CSV injection: the page's own `toCSV`, run in Node, prefixes ' to text that starts with = + - @
+    tab or CR (a prediction is the LLM's text); numbers, negative ones too, stay numbers."""
+    page = write_html_report(eval_dir, tmp_path / "report.html").read_text()
+    to_csv = re.search(r"^function toCSV\(t\) \{$.*?^\}$", page, re.S | re.M).group(0)
+    hostile = ['=HYPERLINK("http://x.example","click")', "+1", "-1+2", "@SUM(A1)", "\t=1", "\r=1"]
+    rows = [["bm25", 2, 0, "sst2", f"q{i}", text, "Positive", -2.75, False] for i, text in enumerate(hostile)]
+    rows.append(["bm25", 2, 0, "sst2", "q9", "a = b", "-", 0.5, True])
+    script = f"{to_csv}\nprocess.stdout.write(toCSV({json.dumps({'columns': OUTCOME_COLUMNS, 'rows': rows})}));"
+    text = subprocess.run([NODE, "-e", script], capture_output=True, check=True, timeout=60).stdout.decode()  # CRs kept
+    assert '"bm25",2,0,"sst2","q0","\'=HYPERLINK(""http://x.example"",""click"")","Positive",-2.75,false' in text
+    table = list(csv.reader(io.StringIO(text, newline="")))
+    assert table[0] == list(OUTCOME_COLUMNS) and len(table) == 1 + len(rows)
+    assert [r[5] for r in table[1:]] == [*("'" + h for h in hostile), "a = b"]
+    assert [r[6] for r in table[1:]] == ["Positive"] * len(hostile) + ["'-"]
+    assert {r[7] for r in table[1:-1]} == {"-2.75"}  # a score: a number, never text
 
 
 def test_the_same_run_gives_the_same_bytes_wherever_its_folder_is(eval_dir: Path, tmp_path: Path) -> None:
