@@ -2,7 +2,8 @@
 
 Real tasks -> BM25 candidates -> LLM feedback -> reward model -> distilled retriever -> evaluation of
 zero-shot, random, BM25, dense and the trained retriever on held-back test queries; then the table with
-paired CIs, where the retriever and the HTML report are, and two ways to use the retriever.
+paired CIs, what the pipeline's agreement figures measure, where the retriever and the HTML report are,
+and two ways to use the retriever.
 The config is the shipped `demo` study (src/llmr/pipeline/configs/demo.yaml).
 """
 
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -19,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmr.evaluation.html import write_html_report
+from llmr.pipeline.runner import StageResult
 from llmr.pipeline.study import Study, StudyConfig
 
 console = Console()
@@ -33,7 +36,8 @@ def demo(
     """Learn a retriever from LLM feedback on 4 real tasks and measure it against BM25 and the rest (~10 min)."""
     cfg = StudyConfig.load("demo", list(overrides or []))
     started = time.perf_counter()
-    results = Study(cfg, out).run()["results"]
+    run = Study(cfg, out).run()
+    results = run["results"]
     page = write_html_report(out)
     k = str(cfg.eval.k[0])
     by_k = results["by_k"][k]
@@ -53,6 +57,8 @@ def demo(
         f"The trained retriever is {verdict} BM25 here ({vs['difference']:+.1f} points; with {queries} queries the "
         "CI is wide). The full study resolves about ±3 points: llmr study benchmarks/quality/study.yaml --yes (~2 h)."
     )
+    if agreements := agreement_lines(run["stages"], cfg.pipeline.distill.teacher):
+        console.print("\n".join(agreements), markup=False, highlight=False, soft_wrap=True)
     console.print(f"\nretriever: {retriever}\nreport:    {page}\ntook {time.perf_counter() - started:,.0f} s\n")
     query = {"task": "sst2", "fields": {"sentence": "a gem"}, "k": 4}
     python = f"Selector.load('{retriever}', pool='{data}').build_prompt(get_task('sst2').format_query(" + (
@@ -67,3 +73,24 @@ def demo(
         f"  curl -s localhost:8000/v1/prompt -H 'content-type: application/json' -d '{json.dumps(query)}'",
     ]
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def agreement_lines(stages: Sequence[StageResult], teacher: str) -> list[str]:
+    """What each agreement figure of the stage lines (the last iteration's) measures, one line each: there they
+    are bare numbers, and chance (0.5: a coin orders half the pairs right) is what to read them against."""
+    reward = next((s.report for s in reversed(stages) if s.name.endswith("/reward")), {})
+    retriever = next((s.report for s in reversed(stages) if s.name.endswith("/retriever")), {})
+    lines = []
+    if (llm := reward.get("agreement_with_llm")) is not None:
+        lines.append(
+            f"agreement with llm {llm:.3g}: how often the reward model orders a pair of candidate examples as the "
+            f"LLM's scores do, on {reward['held_back_queries']} held-back queries; 0.5 = chance."
+        )
+    before, after = retriever.get("initial_agreement_with_teacher"), retriever.get("agreement_with_teacher")
+    if after is not None:
+        was = f"{before:.3g} before training, " if before is not None else ""
+        lines.append(
+            f"agreement with teacher {was}{after:.3g} after: how often the retriever orders a pair of candidate "
+            f"examples as its teacher ({teacher}) does, on held-back queries; 0.5 = chance."
+        )
+    return lines
