@@ -10,7 +10,7 @@ import pytest
 
 from fakes import FakeLLM
 from llmr.data.jsonl import read_jsonl
-from llmr.data.schema import CandidateList
+from llmr.data.schema import PENALTY, CandidateList
 from llmr.pipeline import Pipeline, PipelineConfig, stages
 from llmr.pipeline.runner import held_back
 
@@ -390,6 +390,25 @@ def test_the_llm_teacher_distils_the_llms_own_scores_without_a_reward_model(tmp_
     planned = {s.name: s for s in plan(cfg, rows={"sst2": 10, "copa": 10})}
     assert list(planned) == list(results) and "the LLM's scores" in planned["iteration-1/teacher"].work
 
+    # llm+penalties: the same LLM lists, and the labels on every other mined query of distill.modes
+    mixed = tiny(
+        "distill.teacher=llm+penalties",
+        "scoring.max_per_task=2",
+        "distill.top_n=4",
+        "scoring.signal=margin",
+        "distill.modes=[cls]",
+    )
+    again = {r.name: r for r in Pipeline(mixed, tmp_path / "run", llm=FakeLLM()).run()}
+    assert [n for n, r in again.items() if r.ran] == ["iteration-1/teacher", "iteration-1/retriever"]  # LLM reused
+    by_id = {c.query_id: c for c in read_jsonl(again["iteration-1/teacher"].path / stages.TEACHER_FILE, CandidateList)}
+    mined = list(read_jsonl(again["iteration-1/candidates"].path / stages.CANDIDATES_FILE, CandidateList))
+    assert all(by_id[s.query_id] == s for s in scored)  # every LLM list, whatever its mode
+    scored_ids = {s.query_id for s in scored}
+    unscored = [c for c in mined if c.query_id not in scored_ids]
+    labels_only = [by_id[c.query_id] for c in unscored if c.task_name in ("sst2", "ag_news")]
+    assert labels_only and not any(c.query_id in by_id for c in unscored if c.task_name not in ("sst2", "ag_news"))
+    assert all(set(c.doc_scores) <= {0.0, PENALTY} and len(c.doc_ids) == 4 for c in labels_only)
+
 
 def test_the_paper_signal_keeps_the_score_stage_key() -> None:
     from llmr.scoring.feedback import settings_key
@@ -415,6 +434,10 @@ def test_plan_counts_the_work_each_stage_does() -> None:
     assert plan(cfg, rows={"sst2": 1000, "copa": 30})[2].seconds == stages["iteration-1/score"].seconds  # capped
     cls = {s.name: s for s in plan(tiny(*settings, "distill.modes=[cls]"), rows={"sst2": 100, "copa": 30})}
     assert cls["iteration-1/candidates"].work == "80 queries" and cls["iteration-1/teacher"].work == "400 pairs"  # sst2
+    mixed = tiny(*settings, "distill.modes=[cls]", "distill.teacher=llm+penalties")
+    planned = {s.name: s for s in plan(mixed, rows={"sst2": 100, "copa": 30})}
+    assert "iteration-1/reward" not in planned and "the LLM's scores and labels" in planned["iteration-1/teacher"].work
+    assert planned["iteration-1/retriever"].work == "60 lists x 2 epochs"  # 50 sst2 + copa's 10 LLM-scored
 
 
 def test_plan_times_the_penalties_teacher_by_what_it_runs() -> None:

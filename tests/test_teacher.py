@@ -91,6 +91,28 @@ def test_a_rerun_is_served_from_the_cache_and_a_changed_model_is_not(reward_dir:
     cache.close()
 
 
+def test_llm_plus_penalties_takes_the_llms_lists_where_it_scored_and_the_labels_elsewhere() -> None:
+    llm = _query("q").model_copy(update={"doc_ids": ["pos2", "pos1", "neg1"], "doc_scores": [-0.5, -1.5, PENALTY]})
+    other_mode = CandidateList(
+        query_id="c",
+        query="It rained.",
+        answers=["A"],
+        options=["wet", "dry"],
+        task_name="copa",
+        doc_ids=["copa"],
+        doc_scores=[-2.0],
+    )
+    lists, stats = teacher_scores(
+        [_query("q"), _query("r")], POOL, "llm+penalties", top_n=2, llm_lists=[llm, other_mode]
+    )
+    assert [c.query_id for c in lists] == ["q", "r", "c"]  # the LLM's lists of modes not distilled join
+    assert lists[0] == llm  # as the LLM scored it: its own candidates and order, not cut to top_n
+    assert lists[1].doc_scores == [0.0, PENALTY]  # an unscored query keeps the labels alone
+    assert stats["llm_lists"] == 2
+    with pytest.raises(ValueError, match="scored lists"):
+        teacher_scores([_query()], POOL, "llm+penalties")
+
+
 def test_unknown_teacher_and_missing_model_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="teacher must be one of"):
         teacher_scores([_query()], POOL, "oracle")  # type: ignore[arg-type]

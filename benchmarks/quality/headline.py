@@ -5,7 +5,12 @@ did, the same file is made from their recorded per-query outcomes (`outcomes.py 
 
     python benchmarks/quality/headline.py from-outcomes benchmarks/quality/outcomes-2026-12-06-confirm.json.gz \\
         bm25 dense pen1000clsgen=llmr -o benchmarks/quality/headline.json
+    U=benchmarks/quality/outcomes-2026-12-06-unseen.json.gz
+    python benchmarks/quality/headline.py add benchmarks/quality/headline.json "unseen: llmr - dense" $U:llmr-1 $U:dense
     python benchmarks/quality/headline.py table benchmarks/quality/headline.json benchmarks/RESULTS.md
+
+`add` records a difference between two runs' outcomes (paired on the queries both hold), overall and, with
+--per-mode, per task mode, keyed like the study's own ("llm teacher - labels teacher", "cls: ...").
 
 `table` replaces what lies between `<!-- headline:begin -->` and `<!-- headline:end -->` in the markdown file.
 """
@@ -39,6 +44,17 @@ def from_outcomes(path: Path, methods: list[str], resamples: int = 1000) -> dict
     return {**headline(results, K), "source": str(path)}
 
 
+def add(headline_json: Path, name: str, a_spec: str, b_spec: str, per_mode: bool) -> None:
+    from outcomes import paired  # benchmarks/quality/outcomes.py, beside this script
+
+    top = json.loads(headline_json.read_text())
+    for mode, (ci, _) in paired(a_spec, b_spec).items():
+        if mode == "all" or per_mode:
+            key = name if mode == "all" else f"{mode}: {name}"
+            top["differences"][key] = [round(ci[k], 2) for k in ("difference", "low", "high")]
+    write_json(headline_json, top)
+
+
 def table(top: dict) -> str:
     """The headline table: averages per mode, then each difference with its CI."""
     cols = ["all", *MODES, "unseen"]
@@ -67,12 +83,20 @@ def main() -> None:
     a.add_argument("outcomes", type=Path)
     a.add_argument("methods", nargs="+", help="METHOD[=NAME]")
     a.add_argument("-o", "--out", type=Path, required=True)
+    d = sub.add_parser("add")
+    d.add_argument("headline", type=Path)
+    d.add_argument("name", help='e.g. "llm teacher - labels teacher"')
+    d.add_argument("a", help="OUTCOMES.json.gz:METHOD")
+    d.add_argument("b", help="OUTCOMES.json.gz:METHOD")
+    d.add_argument("--per-mode", action="store_true")
     t = sub.add_parser("table")
     t.add_argument("headline", type=Path)
     t.add_argument("markdown", type=Path)
     args = ap.parse_args()
     if args.command == "from-outcomes":
         write_json(args.out, from_outcomes(args.outcomes, args.methods))
+    elif args.command == "add":
+        add(args.headline, args.name, args.a, args.b, args.per_mode)
     else:
         write_table(args.headline, args.markdown)
 

@@ -51,7 +51,9 @@ def _load(spec: str) -> dict[str, dict[str, dict]]:
     return by_task
 
 
-def compare(a_spec: str, b_spec: str, without_spec: str | None = None) -> None:
+def paired(a_spec: str, b_spec: str, without_spec: str | None = None) -> dict[str, tuple[dict, int]]:
+    """A - B's paired-bootstrap CI and query count, over all tasks ("all") and per mode, on the queries
+    both files hold (less those of `without_spec`)."""
     a, b = _load(a_spec), _load(b_spec)
     without = _load(without_spec) if without_spec else {}
     paired_a, paired_b = {}, {}
@@ -59,15 +61,22 @@ def compare(a_spec: str, b_spec: str, without_spec: str | None = None) -> None:
         ids = sorted(set(a[task]) & set(b[task]) - set(without.get(task, ())))
         if ids:
             paired_a[task], paired_b[task] = [a[task][i] for i in ids], [b[task][i] for i in ids]
-    print(f"{a_spec} - {b_spec}" + (f", without the queries of {without_spec}:" if without_spec else ":"))
-    if not paired_a:
-        print("  no query in both files (and not left out)")
-    for mode, label in [("all", "all tasks"), *MODES.items()]:  # as study.md: the average, then each mode's
+    out = {}
+    for mode in ["all", *MODES]:  # as study.md: the average, then each mode's
         tasks = [t for t in paired_a if mode == "all" or TASKS[t].mode == mode]
-        if not tasks:
-            continue
-        ci = paired_bootstrap({t: paired_a[t] for t in tasks}, {t: paired_b[t] for t in tasks})
-        n = sum(len(paired_a[t]) for t in tasks)
+        if tasks:
+            ci = paired_bootstrap({t: paired_a[t] for t in tasks}, {t: paired_b[t] for t in tasks})
+            out[mode] = (ci, sum(len(paired_a[t]) for t in tasks))
+    return out
+
+
+def compare(a_spec: str, b_spec: str, without_spec: str | None = None) -> None:
+    print(f"{a_spec} - {b_spec}" + (f", without the queries of {without_spec}:" if without_spec else ":"))
+    cis = paired(a_spec, b_spec, without_spec)
+    if not cis:
+        print("  no query in both files (and not left out)")
+    for mode, (ci, n) in cis.items():
+        label = "all tasks" if mode == "all" else MODES[mode]
         print(f"  {label}: {ci['difference']:+.1f} [{ci['low']:+.1f}, {ci['high']:+.1f}] ({n} paired queries)")
 
 

@@ -76,6 +76,11 @@ def teacher(
         "-r",
         help="The reward model (`llmr train reward`); --teacher penalties needs none.",
     ),
+    llm_scores: Path = typer.Option(
+        None,
+        "--llm-scores",
+        help="The LLM's scored lists (`llmr score`) for --teacher llm+penalties; --teacher llm reads them from -c.",
+    ),
     data: Path = typer.Option(Path("runs/data"), help="Data folder with the pool (passages)."),
     out: Path = typer.Option(..., "--out", "-o", help="File for the teacher-scored lists (`llmr train retriever -s`)."),
     cache: Path = typer.Option(None, help="Score cache (SQLite). Default: $LLMR_CACHE/scores.sqlite."),
@@ -83,14 +88,18 @@ def teacher(
 ) -> None:
     """Score every candidate list with the teacher: the pipeline's teacher stage. The penalties and the
     runtime come from the config: --set scoring.penalize_other_task=false, --set encoder_runtime=onnx."""
-    inputs = _inputs(data, candidates=candidates)
+    if distill.teacher == "llm" and llm_scores is None:
+        llm_scores = candidates
+    inputs = _inputs(
+        data, candidates=candidates, **({"llm_scores": llm_scores} if llm_scores not in (None, candidates) else {})
+    )
     if reward_model:
         inputs["reward_model"] = file_fingerprint(reward_model / "model.safetensors")
     settings = {"stage": "train.teacher", **stages.teacher_settings(config)}
     if not force and is_up_to_date(out, settings, inputs):
         console.print(f"{out} is up to date (same settings and inputs); --force redoes it")
         return
-    report = stages.teacher(data, candidates, reward_model, config, cache, out)
+    report = stages.teacher(data, candidates, reward_model, config, cache, out, llm_scores)
     write_manifest(manifest_path(out), "train.teacher", settings, inputs, [out])
     console.print(
         f"teacher scores for {report['queries']:,} queries ({report['pairs']:,} pairs, "

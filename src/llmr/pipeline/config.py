@@ -75,8 +75,9 @@ class DistillSection(Section):
 
     teacher: Teacher = Field(
         "reward",
-        description="Its scores: reward (the paper), reward+penalties, penalties (the heuristics alone), or llm "
-        "(the LLM's own scores of the queries it scored, no reward model).",
+        description="Its scores: reward (the paper), reward+penalties, penalties (the heuristics alone), llm "
+        "(the LLM's own scores of the queries it scored, no reward model), or llm+penalties (the LLM's scores "
+        "where it scored the query, any mode; the penalties on every other mined query of `modes`).",
     )
     top_n: int = Field(100, ge=2, description="Candidates per query the teacher scores (the paper: up to 100).")
     union: bool = Field(
@@ -122,11 +123,11 @@ class PipelineConfig(Section):
         """Whether an iteration has the LLM score stage: the penalties teacher needs no LLM, but EPR trains on
         iteration 1's LLM scores. The reward stage runs only for a teacher that uses it (`uses_reward`); the
         llm teacher distils the scores themselves."""
-        return self.uses_reward or self.distill.teacher == "llm" or (iteration == 1 and self.epr)
+        return self.uses_reward or self.distill.teacher.startswith("llm") or (iteration == 1 and self.epr)
 
     @property
     def uses_reward(self) -> bool:
-        return self.distill.teacher not in ("penalties", "llm")
+        return self.distill.teacher.startswith("reward")
 
 
 # Settings that were removed, and why: a config naming one fails with that reason, not a silent default.

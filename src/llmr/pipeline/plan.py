@@ -60,10 +60,18 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
     distilled = sum(min(n, cap) if cap else n for t, n in rows.items() if TASKS[t].mode in cfg.distill.modes)
     scored_cap = cfg.scoring.max_per_task
     scored = sum(min(n, cap or n, scored_cap or n) for n in rows.values())
-    if cfg.distill.teacher == "llm":  # the LLM's scored queries are the only teacher lists
-        distilled = sum(
-            min(n, cap or n, scored_cap or n) for t, n in rows.items() if TASKS[t].mode in cfg.distill.modes
+    scored_in = {
+        in_modes: sum(
+            min(n, cap or n, scored_cap or n)
+            for t, n in rows.items()
+            if (TASKS[t].mode in cfg.distill.modes) == in_modes
         )
+        for in_modes in (True, False)
+    }
+    if cfg.distill.teacher == "llm":  # the LLM's scored queries are the only teacher lists
+        distilled = scored_in[True]
+    elif cfg.distill.teacher == "llm+penalties":  # and those of the other modes join the labels' lists
+        distilled += scored_in[False]
     slow = 1.0 if cpu_has_bf16() else 2.0
     kept = 1 - cfg.validation_fraction
     out = [PlannedStage("data", f"{sum(rows.values()):,} training rows, {len(rows)} tasks", 10.0)]
@@ -83,7 +91,9 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
         if cfg.uses_reward:
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs", slow * teacher / RATES["teacher"]))
         else:  # labels only, or the LLM's own scores: no model runs
-            what = "the LLM's scores" if cfg.distill.teacher == "llm" else "labels only"
+            what = {"llm": "the LLM's scores", "llm+penalties": "the LLM's scores and labels"}.get(
+                cfg.distill.teacher, "labels only"
+            )
             out.append(PlannedStage(f"iteration-{it}/teacher", f"{teacher:,} pairs, {what}", 1.0))
         out += [
             PlannedStage(

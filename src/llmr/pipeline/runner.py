@@ -183,19 +183,20 @@ class Pipeline:
                     [data, scored],
                     lambda path, s=scored: stages.reward(data.path, s.path, cfg, self._is_train, path),
                 )
-            # The llm teacher's lists are the LLM's scored ones; the others score the mined candidates.
-            lists = scored.path / stages.SCORES_FILE if scored and cfg.distill.teacher == "llm" else None
+            # The llm teachers distil the LLM's scored lists; the others score the mined candidates.
+            llm_scores = scored.path / stages.SCORES_FILE if scored and cfg.distill.teacher.startswith("llm") else None
             teacher = self.stage(
                 prefix + "teacher",
                 stages.teacher_settings(cfg),
-                [data, cands, *([reward] if reward else []), *([scored] if lists else [])],
-                lambda path, c=cands, r=reward, ls=lists: stages.teacher(
+                [data, cands, *([reward] if reward else []), *([scored] if llm_scores else [])],
+                lambda path, c=cands, r=reward, ls=llm_scores: stages.teacher(
                     data.path,
-                    ls or c.path / stages.CANDIDATES_FILE,
+                    c.path / stages.CANDIDATES_FILE,
                     r.path if r else None,
                     cfg,
                     self.cache,
                     path / stages.TEACHER_FILE,
+                    ls,
                 ),
             )
             teachers = [*teachers, teacher] if cfg.distill.union else [teacher]

@@ -121,13 +121,19 @@ def teacher(
     cfg: PipelineConfig,
     cache: Path | str | None,
     out: Path,
+    llm_scores: Path | None = None,
 ) -> dict[str, Any]:
     """The teacher (`distill.teacher`, with `scoring`'s penalties, in `encoder_runtime`) scores the first
     `distill.top_n` candidates of every list in `candidates_file` (train and held back) of the tasks in
-    `distill.modes`, into the file `out`; the pipeline's stage and `llmr train teacher` both run this."""
+    `distill.modes`, into the file `out`; the pipeline's stage and `llmr train teacher` both run this.
+    `llm_scores`: the LLM's scored lists (`llmr score`), which the llm teachers distil."""
+    teacher_name = cfg.distill.teacher
+    if teacher_name.startswith("llm") and llm_scores is None:
+        raise ValueError(f"teacher {teacher_name!r} needs the LLM's scored lists (`llmr score`)")
     passages = {p.id: p for p in DataDir(data_dir).passages()}
-    mined = read_jsonl(candidates_file, CandidateList)
+    mined = read_jsonl(llm_scores if teacher_name == "llm" else candidates_file, CandidateList)
     mined = [c for c in mined if TASKS[c.task_name].mode in cfg.distill.modes]
+    llm_lists = list(read_jsonl(llm_scores, CandidateList)) if teacher_name == "llm+penalties" else []
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
     started = time.perf_counter()
     try:
@@ -136,13 +142,14 @@ def teacher(
             scored, stats = teacher_scores(
                 mined,
                 passages,
-                cfg.distill.teacher,
+                teacher_name,
                 reward_dir,
                 top_n=cfg.distill.top_n,
                 penalties=cfg.scoring,
                 cache=store,
                 on_pairs=lambda n: bar.update(task, advance=n),
                 runtime=cfg.encoder_runtime,
+                llm_lists=llm_lists,
             )
     finally:
         store.close()

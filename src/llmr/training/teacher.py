@@ -7,7 +7,9 @@ and candidates (the paper: ~591k queries x up to 100 candidates). Teachers:
   for classification another label's) keep -100 without a model call, as in the LLM's own feedback;
 - "penalties": 0 or -100 from the heuristics alone, no model (an ablation: what the labels alone teach);
 - "llm": the LLM's own scores, no reward model: the lists `llmr score` wrote (so only the queries the
-  LLM scored), cut to their first `top_n` candidates (the pipeline's teacher stage reads them).
+  LLM scored), cut to their first `top_n` candidates (the pipeline's teacher stage reads them);
+- "llm+penalties": the LLM's own lists where it scored the query (any mode, all the candidates it
+  scored), the penalties on every other mined query: the LLM's order added to the labels-only teacher.
 Model scores go to a SQLite cache keyed by the reward model's weights, its number format and the pair,
 committed in chunks: a killed run resumes without rescoring. The model runs in bf16 where the hardware
 computes it natively (~2x on AVX-512 BF16 CPUs; benchmarks/training_speed.py measures how often bf16
@@ -30,8 +32,8 @@ from llmr.scoring.cache import ScoreCache, pair_key
 from llmr.scoring.feedback import ScoringConfig, penalized
 from llmr.training.reward import query_text
 
-Teacher = Literal["reward", "reward+penalties", "penalties", "llm"]
-TEACHERS: tuple[str, ...] = ("reward", "reward+penalties", "penalties", "llm")
+Teacher = Literal["reward", "reward+penalties", "penalties", "llm", "llm+penalties"]
+TEACHERS: tuple[str, ...] = ("reward", "reward+penalties", "penalties", "llm", "llm+penalties")
 
 
 def teacher_scores(
@@ -46,11 +48,23 @@ def teacher_scores(
     chunk_pairs: int = 2048,
     on_pairs: Callable[[int], None] | None = None,
     runtime: Runtime = "torch",
+    llm_lists: Sequence[CandidateList] = (),
 ) -> tuple[list[CandidateList], dict[str, Any]]:
     """Candidate lists (each cut to its first `top_n` candidates; 0 = all) with the teacher's scores as
-    doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress."""
+    doc_scores, and counts (pairs, cached, scored). `on_pairs(n)` reports progress. `llm_lists`: the
+    LLM's scored lists, for "llm+penalties"."""
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, not {teacher!r}")
+    if teacher == "llm+penalties":
+        if not llm_lists:
+            raise ValueError("teacher 'llm+penalties' needs the LLM's scored lists (`llmr score`)")
+        labels, stats = teacher_scores(candidates, passages, "penalties", top_n=top_n, penalties=penalties)
+        by_id = {c.query_id: c for c in llm_lists}
+        seen = {c.query_id for c in labels}
+        return [by_id.get(c.query_id, c) for c in labels] + [c for c in llm_lists if c.query_id not in seen], {
+            **stats,
+            "llm_lists": len(by_id),
+        }
     lists = [
         c.model_copy(update={"doc_ids": c.doc_ids[:top_n], "doc_scores": c.doc_scores[:top_n]}) if top_n else c
         for c in candidates
