@@ -3,6 +3,7 @@
     python benchmarks/serving.py                      # pools 10k (real) / 100k / 1M, HTTP 10k requests
     python benchmarks/serving.py --sizes 10000 --requests 2000   # quicker
     python benchmarks/serving.py --runtimes torch,openvino --clients 1,8,32,128   # runtimes side by side
+    python benchmarks/serving.py --sizes '' --clients 1,8,32,128 --max-concurrent-requests 16,32,64  # shed load
 
 Select latency: one query at a time (as a request arrives), encode (the embedded MiniLM, per runtime) + search.
 Pools up to --real-max are real pool texts from ../shared/data (encoded once); larger pools are
@@ -13,6 +14,9 @@ HTTP: `llmr serve` in its own process on 127.0.0.1, a load generator with --conc
 requests; 10% of the requests are malformed (bad JSON, unknown fields, k over the limit, too many
 queries) and must get their 4xx while the valid ones get 200. The load generator shares the cores: its
 cost and the framework's show in the ceiling row (GET /healthz, no encoder, at the largest client count).
+Shed load (issue 35): past `llmr serve --max-concurrent-requests` (each value given is its own server) a
+request gets 503 + Retry-After; the client waits that long, as a well-behaved one would, and sends its next.
+Each row counts the 503s; its req/s and p50 / p99 are over the admitted requests only.
 """
 
 from __future__ import annotations
@@ -142,7 +146,7 @@ async def load(url: str, queries: list[str], requests: int, concurrency: int, pa
     import httpx
 
     statuses: dict[int, int] = {}
-    wrong, latencies = [], []
+    wrong, latencies = [], []  # latencies: of admitted requests (not 503)
     counter = iter(range(requests))
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -162,8 +166,11 @@ async def load(url: str, queries: list[str], requests: int, concurrency: int, pa
                     wrong.append(i)
             except httpx.HTTPError:
                 status = -1
-            latencies.append(1000 * (time.perf_counter() - t))
             statuses[status] = statuses.get(status, 0) + 1
+            if status == 503:  # shed: wait as told, then the next request
+                await asyncio.sleep(float(r.headers.get("retry-after", 1)))
+                continue
+            latencies.append(1000 * (time.perf_counter() - t))
             if status != expect:
                 wrong.append(i)
 
@@ -172,14 +179,15 @@ async def load(url: str, queries: list[str], requests: int, concurrency: int, pa
         start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    p50, p99 = percentiles(latencies)
+    p50, p99 = percentiles(latencies or [float("nan")])
     return {
         "requests": requests,
         "seconds": seconds,
-        "rps": requests / seconds,
+        "rps": len(latencies) / seconds,  # answered, not shed
         "client_cores": cpu / seconds,  # the load generator's own share of the 2 cores
         "p50_ms": p50,
         "p99_ms": p99,
+        "shed": statuses.get(503, 0),
         "statuses": statuses,
         "wrong": len(wrong),
     }
@@ -201,8 +209,11 @@ def wait_until_up(server: subprocess.Popen, url: str, timeout_s: float = 900) ->
         time.sleep(0.5)
 
 
-def bench_http(pool_size: int, requests: int, clients: list[int], port: int, runtime: str) -> list[dict]:
-    """`llmr serve --runtime RUNTIME` under load at each client count, then the /healthz ceiling."""
+def bench_http(
+    pool_size: int, requests: int, clients: list[int], port: int, runtime: str, bound: int | None = None
+) -> list[dict]:
+    """`llmr serve --runtime RUNTIME [--max-concurrent-requests BOUND]` under load at each client count,
+    then the /healthz ceiling."""
     import httpx
 
     pool, queries = real_texts(pool_size, seed=1)
@@ -214,7 +225,7 @@ def bench_http(pool_size: int, requests: int, clients: list[int], port: int, run
         path = Path(tmp) / "passages.jsonl"
         write_jsonl(path, pool)
         cmd = [sys.executable, "-m", "llmr.cli", "serve", "--pool", str(path), "--port", str(port)]
-        cmd += ["--runtime", runtime]
+        cmd += ["--runtime", runtime] + (["--max-concurrent-requests", str(bound)] if bound else [])
         server = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         try:
             wait_until_up(server, url)
@@ -222,7 +233,8 @@ def bench_http(pool_size: int, requests: int, clients: list[int], port: int, run
             for n, route in [(n, "/v1/select") for n in clients] + [(max(clients), "/healthz")]:
                 result = asyncio.run(load(url, queries, requests, n, route))
                 result["alive_after"] = httpx.get(f"{url}/healthz").status_code == 200
-                rows.append({"runtime": runtime, "route": route, "pool": pool_size, "concurrency": n, **result})
+                row = {"runtime": runtime, "bound": bound or "default", "route": route, "pool": pool_size}
+                rows.append({**row, "concurrency": n, **result})
                 print(json.dumps(rows[-1]), file=sys.stderr)
         finally:
             server.terminate()
@@ -239,6 +251,11 @@ def main() -> None:
     parser.add_argument("--runtimes", default="torch,openvino", help="Encoder runtimes, side by side.")
     parser.add_argument("--requests", type=int, default=10_000, help="HTTP requests per row (0 skips HTTP).")
     parser.add_argument("--clients", default="1,8,32,128", help="HTTP concurrent clients, one row each.")
+    parser.add_argument(
+        "--max-concurrent-requests",
+        default="",
+        help="llmr serve's bounds to compare, e.g. 16,32,64 (default: its own).",
+    )
     parser.add_argument("--http-pool", type=int, default=10_000)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
@@ -263,14 +280,16 @@ def main() -> None:
             )
     if args.requests:
         clients = [int(c) for c in args.clients.split(",")]
-        head = "runtime | route | pool | clients | requests | req/s | p50 / p99 ms | client CPU | statuses | wrong | ok"
-        print(f"\n| {head} |\n|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
-        for runtime in runtimes:
-            for h in bench_http(args.http_pool, args.requests, clients, args.port, runtime):
-                cells = [h["runtime"], h["route"], f"{h['pool']:,}", h["concurrency"], f"{h['requests']:,}"]
-                cells += [f"{h['rps']:.0f}", f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f}", f"{h['client_cores']:.2f}"]
-                cells += [h["statuses"], h["wrong"], h["alive_after"]]
-                print("| " + " | ".join(str(c) for c in cells) + " |")
+        bounds = [int(b) for b in args.max_concurrent_requests.split(",") if b] or [None]
+        head = "runtime | bound | route | pool | clients | requests | admitted req/s | admitted p50 / p99 ms | 503s"
+        head += " | client CPU | statuses | wrong | ok"
+        print(f"\n| {head} |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+        runs = [(r, b) for r in runtimes for b in bounds]
+        for h in [h for r, b in runs for h in bench_http(args.http_pool, args.requests, clients, args.port, r, b)]:
+            cells = [h["runtime"], h["bound"], h["route"], f"{h['pool']:,}", h["concurrency"], f"{h['requests']:,}"]
+            cells += [f"{h['rps']:.0f}", f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f}", h["shed"]]
+            cells += [f"{h['client_cores']:.2f}", h["statuses"], h["wrong"], h["alive_after"]]
+            print("| " + " | ".join(str(c) for c in cells) + " |")
 
 
 if __name__ == "__main__":

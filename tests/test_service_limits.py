@@ -1,6 +1,6 @@
 """`llmr serve` under attack and at its limits: trickling clients, connections per address, request heads,
-response sizes of every endpoint, the additions journal (Unicode, a full disk, restarts), the CLI's bounds
-and request log, and /docs offline (issues 33 and 34)."""
+load shed past the requests in flight, response sizes of every endpoint, the additions journal (Unicode, a
+full disk, restarts), the CLI's bounds and request log, and /docs offline (issues 33, 34 and 35)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -299,6 +300,48 @@ def test_a_torn_tail_is_truncated_with_a_warning_and_the_next_record_starts_on_i
         _read_journal(journal)
 
 
+# -- load shedding (issue 35) ----------------------------------------------------------------------
+
+
+def test_past_the_bound_work_is_shed_at_once_with_retry_after_and_admitted_again_after(
+    selector: llmr.Selector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 128 clients the service queued without limit (p99 6.5 s). Now, with one request held in the
+    selector and the bound at 1, the next work request gets 503 + Retry-After at once (not after the held
+    one), on a connection kept open; /healthz still answers; once the held one is done, work is admitted."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    entered, release = threading.Event(), threading.Event()
+    select_many = selector.select_many
+
+    def held(*args: object, **kwargs: object) -> object:
+        entered.set()
+        release.wait(30)
+        return select_many(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(selector, "select_many", held)
+    one = {"query": "a dull film", "k": 1}
+    with (
+        background_server(create_app(selector, Limits(max_in_flight=1))) as url,
+        ThreadPoolExecutor(1) as pool,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        first = pool.submit(httpx.post, f"{url}/v1/select", json=one, timeout=30)
+        assert entered.wait(30)
+        for path in ("/v1/select", "/v1/prompt", "/v1/passages"):
+            started = time.monotonic()
+            shed = client.post(path, json=one)
+            assert time.monotonic() - started < 2 and not first.done()
+            assert shed.status_code == 503 and shed.headers["retry-after"] == "1", (path, shed.text)
+            assert shed.text.count("\n") == 0 and shed.json()["detail"].startswith("busy: 1 requests in flight")
+            assert "close" not in shed.headers.get("connection", "")  # the body was read: no reconnect needed
+        assert client.get("/healthz").status_code == 200
+        release.set()
+        assert first.result().status_code == 200
+        assert client.post("/v1/select", json=one).status_code == 200  # admitted again
+
+
 # -- the command line ----------------------------------------------------------------------------
 
 
@@ -310,6 +353,8 @@ def test_a_torn_tail_is_truncated_with_a_warning_and_the_next_record_starts_on_i
         (["--max-k", "0"], "Invalid value for '--max-k': Input should be greater than or equal to 1"),
         (["--max-queries", "0"], "Invalid value for '--max-queries'"),
         (["--max-pool-size", "-5"], "Invalid value for '--max-pool-size'"),
+        (["--max-concurrent-requests", "0"], "Invalid value for '--max-concurrent-requests': Input should be grea"),
+        (["--max-concurrent-requests", "many"], "Invalid value for '--max-concurrent-requests'"),
         (["--log-level", "loud"], "Invalid value for --log-level: expected debug, info, warning or error"),
     ],
 )
@@ -326,11 +371,11 @@ def test_serve_refuses_out_of_range_options_in_one_line(
 
 
 def test_serve_logs_one_line_per_request_at_its_default_level(
-    selector: llmr.Selector, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    selector: llmr.Selector, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
 ) -> None:
     """`llmr serve` (--log-level info by default) logged no request: `llmr`'s own logging set-up ran first,
     so the command's `basicConfig(level=INFO)` did nothing. The whole CLI path runs here, with the app
-    served in-process instead of on a port."""
+    served in-process instead of on a port; --max-concurrent-requests reaches the app's limits."""
     from types import SimpleNamespace
 
     from starlette.testclient import TestClient
@@ -338,7 +383,9 @@ def test_serve_logs_one_line_per_request_at_its_default_level(
     from llmr.cli import main, serve
     from llmr.serving import service
 
-    def run(app: object, host: str, port: int) -> SimpleNamespace:
+    def run(app: Any, host: str, port: int) -> SimpleNamespace:
+        assert app.state.limits.max_in_flight == 7
+
         def requests() -> None:
             with TestClient(app) as client:  # type: ignore[arg-type]
                 client.get("/healthz")
@@ -349,7 +396,9 @@ def test_serve_logs_one_line_per_request_at_its_default_level(
     monkeypatch.setattr(serve, "open_selector", lambda *args: selector)
     monkeypatch.setattr(service, "server", run)
     monkeypatch.setattr(serve, "_raise_open_files_limit", lambda: None)
-    monkeypatch.setattr(sys, "argv", ["llmr", "serve", "--pool", "unused.jsonl"])
+    (tmp_path / "unused.jsonl").touch()
+    argv = ["llmr", "serve", "--pool", str(tmp_path / "unused.jsonl"), "--max-concurrent-requests", "7"]
+    monkeypatch.setattr(sys, "argv", argv)
     logger = logging.getLogger("llmr.serve")
     before = (logger.level, list(logger.handlers), logger.propagate)
     try:

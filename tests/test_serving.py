@@ -280,6 +280,7 @@ def service(selector: llmr.Selector):
         max_pool_size=len(pool()) + 5,
         max_response_bytes=2_000,
         body_timeout_s=0.5,
+        max_in_flight=64,  # the batching test sends 40 at once
         allow_additions=True,
     )
     with background_server(create_app(sel, limits, token=TOKEN)) as url:
@@ -292,7 +293,11 @@ AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 def test_service_selects_prompts_and_adds(service: str, selector: llmr.Selector) -> None:
     with httpx.Client(base_url=service) as client:
-        assert client.get("/healthz").json() == {"status": "ok", "pool_size": len(pool())}
+        assert client.get("/healthz").json() == {
+            "status": "ok",
+            "pool_size": len(pool()),
+            "pools": {"default": len(pool())},
+        }
         info = client.get("/v1/info").json()
         assert info["pool_size"] == len(pool()) and info["limits"]["max_k"] == 8 and info["index"] == "flat"
         got = client.post("/v1/select", json={"query": "a dull movie", "k": 2, "task": "sst2"})
@@ -392,7 +397,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(service: s
     queries = ["a dull movie", "a joyful film", "rates rose", "a goal in the final"] * 10
 
     async def run() -> list[list[str]]:
-        async with httpx.AsyncClient(base_url=service) as client:
+        async with httpx.AsyncClient(base_url=service, timeout=60) as client:  # 5 s is tight on busy cores
             replies = await asyncio.gather(*(client.post("/v1/select", json={"query": q, "k": 2}) for q in queries))
         return [[e["id"] for e in r.json()["results"][0]] for r in replies]
 

@@ -6,11 +6,16 @@
     POST /v1/prompt    the same request -> LLM-R prompts (the examples, by default the best last, then the query)
     POST /v1/passages  {"passages": [{"query": ..., "answer": ..., "task_name": ...}]} -> added to the pool
                        (off unless `Limits.allow_additions`; then "Authorization: Bearer <token>")
-    GET  /healthz, GET /v1/info
+    GET  /healthz, GET /v1/info (?pool=NAME)
+
+Several separate pools can be served at once (`create_app({"news": ..., "reviews": ...})`): each request
+names one with "pool" (default: the first). They share the worker thread and the limits (`max_pool_size`
+is per pool).
 
 Every size and time is bounded (`Limits`): a request's head and its whole body must arrive within their
 deadlines (`Connection`, `Guard`), the body is read as a stream up to its cap, queries x k, each added
-passage, the pool's size, connections per client address, and every endpoint's response bytes. /docs is a
+passage, the pool's size, connections per client address, every endpoint's response bytes, and the
+requests in flight (past `max_in_flight`, 503 with Retry-After at once: load is shed, not queued). /docs is a
 plain page (no CDN scripts), so it works offline. Requests are validated strictly (no
 coercion of "5" or true, no empty or invalid-Unicode strings) and refused with a 4xx that says why.
 Concurrent requests are batched: while the selector works on one batch, new requests queue, and the
@@ -28,7 +33,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
@@ -52,6 +57,8 @@ from llmr.serving.selector import Order, Selector
 from llmr.tasks import TASKS
 
 log = logging.getLogger("llmr.serve")
+DEFAULT_POOL = "default"  # the name of a pool given without one (create_app(selector), llmr serve --pool PATH)
+RETRY_AFTER_S = 1  # a shed request's Retry-After: a batch takes milliseconds, so a second later there is room
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,10 @@ class Limits:
     max_body_bytes: int = 2_000_000  # counted as the body streams in, whatever Content-Length says
     max_response_bytes: int = 32_000_000  # every endpoint's body
     max_batch_queries: int = 512  # per encoder pass, over all queued requests
-    max_in_flight: int = 1024  # requests being answered (bodies still arriving do not count); more get 503
+    # requests being answered, queued for the worker included (bodies still arriving do not count); past it
+    # 503 + Retry-After at once (llmr serve --max-concurrent-requests). 32: at the ~128 select/s issue 35
+    # measured, 32 waiting is ~250 ms by Little's law; to be measured (issue 35, benchmarks/serving.py).
+    max_in_flight: int = 32
     max_buffered_bytes: int = 256_000_000  # body bytes held by requests still arriving, all together
     head_timeout_s: float = 10.0  # a request head (line and headers) must arrive within this
     body_timeout_s: float = 10.0  # its whole body within this, however it trickles
@@ -84,7 +94,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # "5" is not an int, true is not a number
 
 
+PoolName = Annotated[Text | None, Field(None, description="One of the service's pools, by name; default: its first.")]
+
+
 class SelectRequest(Strict):
+    pool: PoolName
     query: Text | None = Field(None, description="One query as the pool's queries read (a task's filled template).")
     queries: list[Text] | None = Field(None, min_length=1, description="Several queries, answered in order.")
     fields: dict[str, Text] | None = Field(None, description="A raw input, filled into `task`'s template.")
@@ -158,6 +172,7 @@ class PassageIn(Strict):
 
 
 class AddRequest(Strict):
+    pool: PoolName
     passages: list[PassageIn] = Field(min_length=1)
 
 
@@ -167,17 +182,16 @@ class AddResponse(BaseModel):
 
 
 class Batcher:
-    """Queues select requests and runs them in batches on one worker thread."""
+    """Queues select requests (each for its pool's selector) and runs them in batches on one worker thread."""
 
-    def __init__(self, selector: Selector, max_queries: int) -> None:
-        self.selector = selector
+    def __init__(self, max_queries: int) -> None:
         self.max_queries = max_queries
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="llmr-selector")
         self.queue: asyncio.Queue = asyncio.Queue()
 
-    async def select(self, request: SelectRequest) -> list[list[Any]]:
+    async def select(self, selector: Selector, request: SelectRequest) -> list[list[Any]]:
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((request, future))
+        await self.queue.put((selector, request, future))
         return await future
 
     async def call(self, fn: Any, *args: Any) -> Any:
@@ -186,20 +200,20 @@ class Batcher:
     async def run(self) -> None:
         while True:
             batch = [await self.queue.get()]
-            size = len(batch[0][0].texts)
+            size = len(batch[0][1].texts)
             while size < self.max_queries and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-                size += len(batch[-1][0].texts)
-            groups: dict[tuple, list] = defaultdict(list)  # requests with the same options share a pass
-            for request, future in batch:
+                size += len(batch[-1][1].texts)
+            groups: dict[tuple, list] = defaultdict(list)  # requests to one pool with the same options share a pass
+            for selector, request, future in batch:
                 where = tuple(sorted(request.where.items())) if request.where else None
-                options = (request.k, request.budget_tokens, request.diversity, request.balance_labels, where)
+                options = (selector, request.k, request.budget_tokens, request.diversity, request.balance_labels, where)
                 groups[options].append((request, future))
-            for (k, budget, diversity, balance, where), items in groups.items():
+            for (selector, k, budget, diversity, balance, where), items in groups.items():
                 queries = [q for r, _ in items for q in r.texts]
                 tasks = [r.task for r, _ in items for _ in r.texts]
                 work = partial(
-                    self.selector.select_many,
+                    selector.select_many,
                     queries,
                     k,
                     tasks,
@@ -282,7 +296,9 @@ class Guard:
             if isinstance(body, tuple):
                 await _reply(send_bounded, *body)
             elif self.in_flight >= self.limits.max_in_flight and scope["path"] != "/healthz":
-                await _reply(send_bounded, 503, f"busy: {self.in_flight} requests in flight; retry shortly")
+                # shed, not queued: waiting would only add latency; the body was read, so keep the connection
+                busy = f"busy: {self.in_flight} requests in flight; retry after {RETRY_AFTER_S} s"
+                await _reply(send_bounded, 503, busy, keep_alive=True)
             else:
                 self.in_flight += 1
                 try:
@@ -335,10 +351,13 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-async def _reply(send: Any, status: int, detail: str) -> None:
+async def _reply(send: Any, status: int, detail: str, keep_alive: bool = False) -> None:
+    """A one-line JSON error. Every 503 here means busy, so it says when to retry."""
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")]})
+    headers += [(b"retry-after", str(RETRY_AFTER_S).encode())] if status == 503 else []
+    headers += [] if keep_alive else [(b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -358,12 +377,24 @@ def _docs_page(schema: dict[str, Any]) -> str:
     )
 
 
-def create_app(selector: Selector, limits: Limits = Limits(), token: str | None = None) -> FastAPI:
-    """The service over `selector`. Additions need `limits.allow_additions` and then `token`, sent as
-    "Authorization: Bearer <token>"."""
+def create_app(
+    selector: Selector | Mapping[str, Selector], limits: Limits = Limits(), token: str | None = None
+) -> FastAPI:
+    """The service over `selector`, or over several named pools (requests without "pool" get the first).
+    Additions need `limits.allow_additions` and then `token`, sent as "Authorization: Bearer <token>"."""
     if limits.allow_additions and not token:
         raise ValueError("pool additions need a token (llmr serve --token or LLMR_TOKEN)")
-    batcher = Batcher(selector, limits.max_batch_queries)
+    pools = dict(selector) if isinstance(selector, Mapping) else {DEFAULT_POOL: selector}
+    if not pools:
+        raise ValueError("no pool to serve")
+    batcher = Batcher(limits.max_batch_queries)
+
+    def pool_of(name: str | None) -> Selector:
+        if name is None:
+            return next(iter(pools.values()))
+        if name not in pools:
+            raise HTTPException(422, f"unknown pool {name!r}; this service has {', '.join(pools)}")
+        return pools[name]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -389,8 +420,8 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
         detail = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    def check(request: SelectRequest) -> None:
-        texts = request.texts
+    def check(request: SelectRequest) -> Selector:
+        texts, selector = request.texts, pool_of(request.pool)
         if not len(selector):
             raise HTTPException(503, "the pool is empty: nothing to select from")
         if request.k > limits.max_k:
@@ -408,15 +439,16 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
             check_queries(texts)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        return selector
 
     def warnings(request: SelectRequest) -> list[str]:
-        notice = selector.shortfall(request.k, request.task, request.where or None)
+        notice = pool_of(request.pool).shortfall(request.k, request.task, request.where or None)
         return [notice] if notice else []
 
     async def choose(request: SelectRequest, order: Order, prompts: bool = False) -> list[list[Any]]:
-        check(request)
+        selector = check(request)
         try:
-            chosen = await batcher.select(request)
+            chosen = await batcher.select(selector, request)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         # refused before the response is built (Guard would refuse it after): a prompt repeats its examples
@@ -431,13 +463,14 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
     async def docs() -> str:
         return _docs_page(app.openapi())
 
-    @app.get("/healthz", summary="Liveness and the pool's size (never refused as busy)")
+    @app.get("/healthz", summary="Liveness and the pools' sizes (never refused as busy)")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "pool_size": len(selector)}
+        sizes = {name: len(s) for name, s in pools.items()}
+        return {"status": "ok", "pool_size": next(iter(sizes.values())), "pools": sizes}  # pool_size: the default's
 
-    @app.get("/v1/info", summary="The encoder, the pool's tasks, the index and every limit")
-    async def info() -> dict[str, Any]:
-        return {**await batcher.call(selector.info), "limits": asdict(limits)}
+    @app.get("/v1/info", summary="The encoder, a pool's tasks (?pool=NAME; default: the first), the index, limits")
+    async def info(pool: str | None = None) -> dict[str, Any]:
+        return {**await batcher.call(pool_of(pool).info), "pools": list(pools), "limits": asdict(limits)}
 
     @app.post("/v1/select", response_model=SelectResponse, summary="The k examples for each query")
     async def select(request: SelectRequest) -> SelectResponse:
@@ -464,6 +497,7 @@ def create_app(selector: Selector, limits: Limits = Limits(), token: str | None 
         if big is not None:
             raise HTTPException(413, f"passage {big} has over {limits.max_passage_chars} characters")
         items = [p.model_dump(exclude_none=True) for p in request.passages]
+        selector = pool_of(request.pool)
 
         def add_within_limit() -> int:  # on the worker thread, so concurrent additions cannot overshoot
             if len(selector) + len(items) > limits.max_pool_size:
