@@ -64,6 +64,19 @@ def test_dspy_program_sees_the_demos_chosen_for_each_input() -> None:
     assert "Shakespeare" in second and "Paris" not in second
 
 
+def test_dspy_on_a_given_selector_shows_only_its_own_examples() -> None:
+    dspy = pytest.importorskip("dspy")
+    from llmr.integrations.dspy import LLMRFewShot
+    from llmr.serving.selector import Selector
+
+    selector = Selector.load("all-minilm-l6-v2", [{"id": "0", "contents": "What is the capital of Italy?\nRome"}])
+    trainset = [dspy.Example(**e).with_inputs("question") for e in EXAMPLES]
+    fewshot = LLMRFewShot(trainset, selector=selector, k=2)
+    demos = fewshot.demos(question="What is the capital of Italy?")
+    assert len(demos) == 2 and all(d in trainset for d in demos)  # the selector's own item is never a demo
+    assert len(selector.passages) == len(EXAMPLES) + 1  # nor was it overwritten
+
+
 QUESTIONS = [
     "What is the capital of Italy?",
     "How many legs does an ant have?",

@@ -53,9 +53,15 @@ class LLMRFewShot(Teleprompter):
         self.explain = explain
         self.options = {**options, "order": order}
         self.input_keys = list(self.trainset[0].inputs().keys()) if self.trainset else []
-        items = [{"id": str(i), "contents": self._text(ex, labels=True)} for i, ex in enumerate(self.trainset)]
         self.selector = selector or Selector.load(model, [], index=index)
-        self.selector.add(items)
+        # Ids of their own: a given selector may hold other items, which this module never shows.
+        self._prefix = f"dspy{len(self.selector.passages)}:"
+        self.selector.add(
+            [
+                {"id": f"{self._prefix}{i}", "contents": self._text(ex, labels=True)}
+                for i, ex in enumerate(self.trainset)
+            ]
+        )
 
     def _text(self, example: Any, labels: bool) -> str:
         values = [example[key] for key in self.input_keys if key in example]
@@ -63,9 +69,14 @@ class LLMRFewShot(Teleprompter):
             values += [v for _, v in example.labels().items()]
         return "\n".join(str(v) for v in values)
 
+    def _example(self, passage: Passage) -> dspy.Example:
+        return self.trainset[int(passage.id.removeprefix(self._prefix))]
+
     def _matches(self, passage: Passage) -> bool:
-        """`where` over the training example's own fields (a pool item is indexed under its trainset index)."""
-        example = self.trainset[int(passage.id)]
+        """One of this module's examples, and (`where`) one whose own fields match."""
+        if not passage.id.startswith(self._prefix):
+            return False
+        example = self._example(passage)
         if callable(self.where):
             return bool(self.where(example))
         return all(key in example and example[key] == value for key, value in (self.where or {}).items())
@@ -73,9 +84,10 @@ class LLMRFewShot(Teleprompter):
     def demos(self, **inputs: Any) -> list[dspy.Example]:
         """The k training examples chosen for these inputs, in `order` (with `explain`, each with its `llmr`)."""
         query = "\n".join(str(inputs[key]) for key in self.input_keys if key in inputs)
-        where = self._matches if self.where else None
+        alone = len(self.selector.passages) == len(self.trainset)  # no other items: nothing to filter out
+        where = None if alone and not self.where else self._matches
         chosen = self.selector.select(query, self.k, where=where, **self.options)
-        demos = [self.trainset[int(e.passage.id)] for e in chosen]
+        demos = [self._example(e.passage) for e in chosen]
         if self.explain:  # a copy: the trainset's examples stay as they were
             return [d.copy(llmr={"score": e.score, "rank": e.rank}) for d, e in zip(demos, chosen, strict=True)]
         return demos
