@@ -46,10 +46,12 @@ control)
   # outcomes-2026-12-06-ablations.json.gz (1,040) or -confirm.json.gz (2,066).
   ;;
 mixed)
-  llmr study benchmarks/quality/study.yaml -o "$RUN" -y --set pipeline.scoring.signal=margin \
-    --set pipeline.scoring.max_per_task=$SCORED --set pipeline.scoring.n_candidates=16 \
-    --set pipeline.distill.teacher=llm+penalties --set eval.name=mixed --set eval.max_per_task=100 \
-    --set eval.max_per_gen_task=40 --set "eval.methods=[llmr-1]" "$@"
+  MIXED=(benchmarks/quality/study.yaml -o "$RUN" -y --set pipeline.scoring.signal=margin
+    --set pipeline.scoring.max_per_task=$SCORED --set pipeline.scoring.n_candidates=16
+    --set pipeline.distill.teacher=llm+penalties --set eval.name=mixed --set "eval.methods=[llmr-1]")
+  # the 1,040 queries first, then all 2,066 (the 1,040's outcomes are cached)
+  llmr study "${MIXED[@]}" "$@"
+  llmr study "${MIXED[@]}" --set eval.max_per_task=100 --set eval.max_per_gen_task=40 "$@"
   # paired with the labels-only recipe: outcomes.py compare <eval outcomes>:llmr-1 outcomes-2026-12-06-confirm.json.gz:pen1000clsgen
   ;;
 esac
