@@ -104,3 +104,17 @@ def test_headline_from_recorded_outcomes_and_the_table_written_from_it(tmp_path:
     text = md.read_text()
     assert "old table" not in text and text.startswith("intro\n") and text.endswith(f"{headline.END}\nafter\n")
     assert "| llmr | 100.0 | 100.0 | 100.0 |" in text and "| llmr - bm25 | +50.0 |" in text
+
+
+def test_headline_add_records_a_difference_between_two_runs(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(QUALITY))  # headline.py imports outcomes.py from beside it, as when run
+    headline = _script("headline")
+    a = _write(tmp_path / "a.json.gz", {"new": {f"q{i}": 1.0 for i in range(8)}})
+    b = _write(tmp_path / "b.json.gz", {"old": {f"q{i}": float(i % 2) for i in range(6)}})
+    path = tmp_path / "headline.json"
+    path.write_text(json.dumps({"differences": {"llmr - bm25": [1.0, 0.0, 2.0]}}))
+    headline.add(path, "llm teacher - labels teacher", f"{a}:new", f"{b}:old", per_mode=True)
+    diffs = json.loads(path.read_text())["differences"]
+    assert diffs["llmr - bm25"] == [1.0, 0.0, 2.0]  # what was there stays
+    assert diffs["llm teacher - labels teacher"][0] == 50.0  # on the 6 queries both hold
+    assert diffs["cls: llm teacher - labels teacher"][0] == 50.0 and len(diffs) == 3
