@@ -438,6 +438,9 @@ def test_plan_counts_the_work_each_stage_does() -> None:
     planned = {s.name: s for s in plan(mixed, rows={"sst2": 100, "copa": 30})}
     assert "iteration-1/reward" not in planned and "the LLM's scores and labels" in planned["iteration-1/teacher"].work
     assert planned["iteration-1/retriever"].work == "60 lists x 2 epochs"  # 50 sst2 + copa's 10 LLM-scored
+    gen_only = tiny(*settings, "distill.modes=[cls]", "distill.teacher=llm+penalties", "distill.llm_modes=[gen]")
+    planned = {s.name: s for s in plan(gen_only, rows={"sst2": 100, "copa": 30})}
+    assert planned["iteration-1/retriever"].work == "50 lists x 2 epochs"  # copa's scored lists stay out
 
 
 def test_plan_times_the_penalties_teacher_by_what_it_runs() -> None:

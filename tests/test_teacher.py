@@ -183,3 +183,13 @@ def test_the_teacher_command_is_the_pipelines_stage_with_its_penalties_cache_and
     output, taught, manifest = run("--modes", "cls", "--set", "encoder_runtime=onnx", "--teacher", "penalties")
     assert [t.query_id for t in taught] == ["q"]  # copa is multiple choice: not distilled
     assert manifest["config"]["encoder_runtime"] == "onnx" and manifest["config"]["distill"]["modes"] == ["cls"]
+
+    # llm+penalties: the LLM's lists (of llm_modes) where it scored, the labels on every other list of `modes`
+    llm = _query().model_copy(update={"doc_ids": ["pos2", "pos1"], "doc_scores": [-0.5, -1.5]})
+    write_jsonl(tmp_path / "llm.jsonl.gz", [llm, copa.model_copy(update={"doc_scores": [-2.0]})])
+    mixed = ("--teacher", "llm+penalties", "--llm-scores", str(tmp_path / "llm.jsonl.gz"), "--modes", "cls")
+    _, taught, _ = run(*mixed)
+    assert taught[0] == llm and [t.query_id for t in taught] == ["q", "c"]  # copa's LLM list joins
+    _, taught, manifest = run(*mixed, "--llm-modes", "mc")
+    assert taught[0].doc_scores == [0.0, PENALTY, PENALTY, 0.0] and taught[1].doc_scores == [-2.0]
+    assert manifest["config"]["distill"]["llm_modes"] == ["mc"]

@@ -92,6 +92,12 @@ class DistillSection(Section):
         description="Task modes whose mined queries the teacher scores and the retriever distils on; the other "
         "tasks' passages stay in the pool.",
     )
+    llm_modes: list[Mode] = Field(
+        ["cls", "mc", "gen"],
+        min_length=1,
+        description="llm+penalties: task modes whose LLM-scored lists join; the other scored queries keep their "
+        "labels-only lists (where `modes` has them).",
+    )
 
 
 class PipelineConfig(Section):

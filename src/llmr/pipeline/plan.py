@@ -60,18 +60,14 @@ def plan(cfg: PipelineConfig, rows: dict[str, int] | None = None) -> list[Planne
     distilled = sum(min(n, cap) if cap else n for t, n in rows.items() if TASKS[t].mode in cfg.distill.modes)
     scored_cap = cfg.scoring.max_per_task
     scored = sum(min(n, cap or n, scored_cap or n) for n in rows.values())
-    scored_in = {
-        in_modes: sum(
-            min(n, cap or n, scored_cap or n)
-            for t, n in rows.items()
-            if (TASKS[t].mode in cfg.distill.modes) == in_modes
-        )
-        for in_modes in (True, False)
-    }
+
+    def scored_in(modes: set[str]) -> int:  # the LLM-scored queries of these modes' tasks
+        return sum(min(n, cap or n, scored_cap or n) for t, n in rows.items() if TASKS[t].mode in modes)
+
     if cfg.distill.teacher == "llm":  # the LLM's scored queries are the only teacher lists
-        distilled = scored_in[True]
+        distilled = scored_in(set(cfg.distill.modes))
     elif cfg.distill.teacher == "llm+penalties":  # and those of the other modes join the labels' lists
-        distilled += scored_in[False]
+        distilled += scored_in(set(cfg.distill.llm_modes) - set(cfg.distill.modes))
     slow = 1.0 if cpu_has_bf16() else 2.0
     kept = 1 - cfg.validation_fraction
     out = [PlannedStage("data", f"{sum(rows.values()):,} training rows, {len(rows)} tasks", 10.0)]

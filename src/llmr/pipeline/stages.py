@@ -108,7 +108,11 @@ def teacher_settings(cfg: PipelineConfig) -> dict[str, Any]:
     """What the teacher's scores depend on: its key in the pipeline, its manifest under `llmr train teacher`.
     Settings added later add nothing at their defaults, so older stages still count as done."""
     default = DistillSection().model_dump()
-    distill = {k: v for k, v in cfg.distill.model_dump(exclude={"union"}).items() if k != "modes" or v != default[k]}
+    distill = {
+        k: v
+        for k, v in cfg.distill.model_dump(exclude={"union"}).items()
+        if k not in ("modes", "llm_modes") or v != default[k]
+    }
     penalties = {k: v for k, v in asdict(cfg.scoring).items() if k.startswith("penalize")}
     runtime = {} if cfg.encoder_runtime == "torch" else {"encoder_runtime": cfg.encoder_runtime}
     return {"distill": distill, "penalties": penalties, **runtime}
@@ -133,7 +137,11 @@ def teacher(
     passages = {p.id: p for p in DataDir(data_dir).passages()}
     mined = read_jsonl(llm_scores if teacher_name == "llm" else candidates_file, CandidateList)
     mined = [c for c in mined if TASKS[c.task_name].mode in cfg.distill.modes]
-    llm_lists = list(read_jsonl(llm_scores, CandidateList)) if teacher_name == "llm+penalties" else []
+    llm_lists = (
+        [c for c in read_jsonl(llm_scores, CandidateList) if TASKS[c.task_name].mode in cfg.distill.llm_modes]
+        if teacher_name == "llm+penalties"
+        else []
+    )
     store = ScoreCache(cache or cache_dir() / "scores.sqlite")
     started = time.perf_counter()
     try:
