@@ -31,6 +31,19 @@ def _query(qid: str = "q", ids: tuple[str, ...] = ("pos1", "neg1", "copa", "pos2
     )
 
 
+def _copa(score: float = 0.0) -> CandidateList:
+    """A multiple-choice query (no label) with its one candidate."""
+    return CandidateList(
+        query_id="c",
+        query="It rained. What happened?",
+        answers=["A"],
+        options=["We got wet.", "We got dry."],
+        task_name="copa",
+        doc_ids=["copa"],
+        doc_scores=[score],
+    )
+
+
 @pytest.fixture(scope="module")
 def reward_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained cross-encoder on the embedded MiniLM (seeded head): real scores, no training time."""
@@ -93,15 +106,7 @@ def test_a_rerun_is_served_from_the_cache_and_a_changed_model_is_not(reward_dir:
 
 def test_llm_plus_penalties_takes_the_llms_lists_where_it_scored_and_the_labels_elsewhere() -> None:
     llm = _query("q").model_copy(update={"doc_ids": ["pos2", "pos1", "neg1"], "doc_scores": [-0.5, -1.5, PENALTY]})
-    other_mode = CandidateList(
-        query_id="c",
-        query="It rained.",
-        answers=["A"],
-        options=["wet", "dry"],
-        task_name="copa",
-        doc_ids=["copa"],
-        doc_scores=[-2.0],
-    )
+    other_mode = _copa(-2.0)
     lists, stats = teacher_scores(
         [_query("q"), _query("r")], POOL, "llm+penalties", top_n=2, llm_lists=[llm, other_mode]
     )
@@ -147,15 +152,7 @@ def test_the_teacher_command_is_the_pipelines_stage_with_its_penalties_cache_and
     from llmr.cli import app
     from llmr.data.jsonl import read_jsonl, write_jsonl
 
-    copa = CandidateList(
-        query_id="c",
-        query="It rained. What happened?",
-        answers=["A"],
-        options=["We got wet.", "We got dry."],
-        task_name="copa",
-        doc_ids=["copa"],
-        doc_scores=[0.0],
-    )
+    copa = _copa()
     write_jsonl(tmp_path / "data" / "passages.jsonl.gz", POOL.values())
     write_jsonl(tmp_path / "candidates.jsonl.gz", [_query(), copa])
     out = tmp_path / "teacher.jsonl.gz"
@@ -186,7 +183,7 @@ def test_the_teacher_command_is_the_pipelines_stage_with_its_penalties_cache_and
 
     # llm+penalties: the LLM's lists (of llm_modes) where it scored, the labels on every other list of `modes`
     llm = _query().model_copy(update={"doc_ids": ["pos2", "pos1"], "doc_scores": [-0.5, -1.5]})
-    write_jsonl(tmp_path / "llm.jsonl.gz", [llm, copa.model_copy(update={"doc_scores": [-2.0]})])
+    write_jsonl(tmp_path / "llm.jsonl.gz", [llm, _copa(-2.0)])
     mixed = ("--teacher", "llm+penalties", "--llm-scores", str(tmp_path / "llm.jsonl.gz"), "--modes", "cls")
     _, taught, _ = run(*mixed)
     assert taught[0] == llm and [t.query_id for t in taught] == ["q", "c"]  # copa's LLM list joins
