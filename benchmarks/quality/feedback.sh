@@ -4,6 +4,7 @@
 #   bash benchmarks/quality/feedback.sh control   # after the recipe's score stage: same queries, LLM order vs labels
 #   SCORED=100 bash benchmarks/quality/feedback.sh control   # the same at 100 scored queries per task
 #   SCORED=100 bash benchmarks/quality/feedback.sh mixed     # the labels-only recipe plus the LLM's order where it scored
+#   bash benchmarks/quality/feedback.sh fresh-gen             # after mixed: its retriever on unseen generation queries
 # recipe: study.yaml with the margin signal, 50 queries per task scored by the LLM (16 candidates each), the
 #   reward model spreading it over every mined query of every mode (reward+penalties), evaluated on the
 #   2,066 confirmation queries, paired with the labels-only recipe's recorded outcomes.
@@ -53,5 +54,14 @@ mixed)
   llmr study "${MIXED[@]}" "$@"
   llmr study "${MIXED[@]}" --set eval.max_per_task=100 --set eval.max_per_gen_task=40 "$@"
   # paired with the labels-only recipe: outcomes.py compare <eval outcomes>:llmr-1 outcomes-2026-12-06-confirm.json.gz:pen1000clsgen
+  mkdir -p "$RUN-retrievers" && rm -rf "$RUN-retrievers/mixed"
+  cp -r "$(ls -td "$RUN"/pipeline/iteration-1/retriever-* | head -1)" "$RUN-retrievers/mixed"
+  ;;
+fresh-gen)
+  # The pre-registered test (RESULTS.md): mixed against the labels-only recipe (retrained here) on all 1,400
+  # generation test queries; compare with the 2,066's outcomes as the third file to keep the 1,120 fresh ones.
+  llmr study benchmarks/quality/study.yaml -o "$RUN" -y --set eval.name=fresh-gen \
+    --set eval.tasks=natural_questions,squad_v1,common_gen,e2e_nlg,dart,aeslc,gigaword --set eval.max_per_gen_task=200 \
+    --set "eval.methods=[llmr-1,mixed:$RUN-retrievers/mixed,bm25,dense]" "$@"
   ;;
 esac
