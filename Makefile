@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.llmr-installed
 # CPU machines take the pinned CPU build of torch in the same pip call; GPU machines keep their own.
 TORCH  := $(shell command -v nvidia-smi >/dev/null 2>&1 || echo "torch==2.13.0")
 
-.PHONY: demo test test-all lint clean
+.PHONY: demo test test-all lint wrk clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ test: lint
 
 test-all: lint
 	$(PY) -m pytest -q
+
+# benchmarks/serving.py --load-generator wrk: a compiled load tool, so the client's cost leaves the ceiling.
+wrk:
+	command -v wrk >/dev/null || $(shell [ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y wrk
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -4,6 +4,7 @@
     python benchmarks/serving.py --sizes 10000 --requests 2000   # quicker
     python benchmarks/serving.py --runtimes torch,openvino --clients 1,8,32,128   # runtimes side by side
     python benchmarks/serving.py --sizes '' --clients 1,8,32,128 --max-concurrent-requests 16,32,64  # shed load
+    python benchmarks/serving.py --sizes '' --load-generator wrk --duration 10   # the ceiling, from wrk (make wrk)
 
 Select latency: one query at a time (as a request arrives), encode (the embedded MiniLM, per runtime) + search.
 Pools up to --real-max are real pool texts from ../shared/data (encoded once); larger pools are
@@ -11,12 +12,21 @@ synthetic: real embeddings plus Gaussian noise, normalised, so they keep the rea
 Approximate indexes (HNSW) are compared with exact search (flat) by recall@k of the same queries.
 
 HTTP: `llmr serve` in its own process on 127.0.0.1, a load generator with --concurrency open
-requests; 10% of the requests are malformed (bad JSON, unknown fields, k over the limit, too many
-queries) and must get their 4xx while the valid ones get 200. The load generator shares the cores: its
-cost and the framework's show in the ceiling row (GET /healthz, no encoder, at the largest client count).
+requests. Each row's share is its req/s over the ceiling: the most req/s of GET /healthz (no encoder, no
+JSON body) against the same server in the same run.
+- `--load-generator python` (the default): an asyncio httpx client, --requests per row. 10% of the requests
+  are malformed (bad JSON, unknown fields, k over the limit, too many queries) and must get their 4xx while
+  the valid ones get 200. It shares the 2 cores with the server, so its own cost (the client CPU column)
+  lowers the ceiling: the /healthz row is measured at the largest client count only.
+- `--load-generator wrk`: wrk (compiled C, one thread; `make wrk` installs it) for --duration seconds a row,
+  running benchmarks/serving_wrk.lua: valid select bodies only (which response answers which request is not
+  known in wrk's Lua, so a malformed request's own 4xx could not be checked: that stays with the Python
+  client), and /healthz at every client count.
 Shed load (issue 35): past `llmr serve --max-concurrent-requests` (each value given is its own server) a
 request gets 503 + Retry-After; the client waits that long, as a well-behaved one would, and sends its next.
-Each row counts the 503s; its req/s and p50 / p99 are over the admitted requests only.
+Each row counts the 503s; its req/s is over the admitted requests only, and so are p50 / p99 with the Python
+client. wrk's percentiles include the 503s (answered at once, so they pull p50 down): read shed-load latency
+from the Python client.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ import asyncio
 import json
 import os
 import random
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 K = 8
+WRK_SCRIPT = Path(__file__).with_name("serving_wrk.lua")
+NO_WRK = "wrk is not installed: make wrk (or apt-get install -y wrk), or leave out --load-generator wrk"
 
 
 def real_texts(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
@@ -142,6 +156,10 @@ def malformed(i: int) -> tuple[bytes, int]:
     return json.dumps({"queries": ["x"] * 300}).encode(), 413
 
 
+def valid(query: str) -> bytes:
+    return json.dumps({"query": query, "k": K}).encode()
+
+
 async def load(url: str, queries: list[str], requests: int, concurrency: int, path: str = "/v1/select") -> dict:
     import httpx
 
@@ -154,7 +172,7 @@ async def load(url: str, queries: list[str], requests: int, concurrency: int, pa
             if i % 10 == 9:
                 body, expect = malformed(i // 10)
             else:
-                body, expect = json.dumps({"query": queries[i % len(queries)], "k": K}).encode(), 200
+                body, expect = valid(queries[i % len(queries)]), 200
             t = time.perf_counter()
             try:
                 if path == "/healthz":  # the ceiling: no body, no encoder
@@ -193,6 +211,37 @@ async def load(url: str, queries: list[str], requests: int, concurrency: int, pa
     }
 
 
+def wrk_load(url: str, queries: list[str], seconds: float, concurrency: int, path: str = "/v1/select") -> dict:
+    """`load`'s row from wrk: `concurrency` connections on one thread for `seconds`, valid requests only."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bodies = Path(tmp) / "bodies.jsonl"  # JSON escapes newlines: one body a line
+        bodies.write_bytes(b"\n".join(valid(q) for q in queries) + b"\n")
+        script_args = [] if path == "/healthz" else ["--", str(bodies), str(K)]
+        cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "60s", "-s", str(WRK_SCRIPT)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the server, a child too, is not reaped yet
+        run = subprocess.run([*cmd, url + path, *script_args], capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in run.stdout.splitlines() if x.startswith("LLMR_WRK ")), None)
+    if run.returncode or line is None:
+        raise RuntimeError(f"wrk gave no result (exit {run.returncode}):\n{run.stdout}{run.stderr}")
+    got = json.loads(line.removeprefix("LLMR_WRK "))
+    statuses = {int(s): n for s, n in got["statuses"].items()}
+    if got["socket_errors"]:
+        statuses[-1] = got["socket_errors"]  # as `load` counts them
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {
+        "requests": got["responses"],
+        "seconds": got["seconds"],
+        "rps": (got["responses"] - statuses.get(503, 0)) / got["seconds"],  # answered, not shed
+        "client_cores": cpu / got["seconds"],
+        "p50_ms": got["p50_ms"],  # of every response, 503s included
+        "p99_ms": got["p99_ms"],
+        "shed": statuses.get(503, 0),
+        "statuses": statuses,
+        "wrong": got["wrong"] + statuses.get(-1, 0),
+    }
+
+
 def wait_until_up(server: subprocess.Popen, url: str, timeout_s: float = 900) -> None:
     """Poll `url`/healthz until `llmr serve` (encoding its pool) answers."""
     import httpx
@@ -210,10 +259,17 @@ def wait_until_up(server: subprocess.Popen, url: str, timeout_s: float = 900) ->
 
 
 def bench_http(
-    pool_size: int, requests: int, clients: list[int], port: int, runtime: str, bound: int | None = None
+    pool_size: int,
+    requests: int,
+    clients: list[int],
+    port: int,
+    runtime: str,
+    bound: int | None = None,
+    generator: str = "python",
+    seconds: float = 10.0,
 ) -> list[dict]:
     """`llmr serve --runtime RUNTIME [--max-concurrent-requests BOUND]` under load at each client count,
-    then the /healthz ceiling."""
+    then the /healthz ceiling (python: at the largest count; wrk: at each); each row's share of it."""
     import httpx
 
     pool, queries = real_texts(pool_size, seed=1)
@@ -230,16 +286,21 @@ def bench_http(
         try:
             wait_until_up(server, url)
             asyncio.run(load(url, queries, 200, max(clients)))  # warm-up
-            for n, route in [(n, "/v1/select") for n in clients] + [(max(clients), "/healthz")]:
-                result = asyncio.run(load(url, queries, requests, n, route))
+            ceiling = clients if generator == "wrk" else [max(clients)]
+            for n, route in [(n, "/v1/select") for n in clients] + [(n, "/healthz") for n in ceiling]:
+                if generator == "wrk":
+                    result = wrk_load(url, queries, seconds, n, route)
+                else:
+                    result = asyncio.run(load(url, queries, requests, n, route))
                 result["alive_after"] = httpx.get(f"{url}/healthz").status_code == 200
                 row = {"runtime": runtime, "bound": bound or "default", "route": route, "pool": pool_size}
-                rows.append({**row, "concurrency": n, **result})
+                rows.append({**row, "generator": generator, "concurrency": n, **result})
                 print(json.dumps(rows[-1]), file=sys.stderr)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    return rows
+    top = max(r["rps"] for r in rows if r["route"] == "/healthz")
+    return [{**r, "share": r["rps"] / top if top else float("nan")} for r in rows]
 
 
 def main() -> None:
@@ -250,6 +311,13 @@ def main() -> None:
     parser.add_argument("--ef", default="32,64,128", help="HNSW efSearch values to compare.")
     parser.add_argument("--runtimes", default="torch,openvino", help="Encoder runtimes, side by side.")
     parser.add_argument("--requests", type=int, default=10_000, help="HTTP requests per row (0 skips HTTP).")
+    parser.add_argument(
+        "--load-generator",
+        choices=["python", "wrk"],
+        default="python",
+        help="python: httpx on the server's cores, with malformed requests; wrk: compiled (make wrk).",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="wrk: seconds per row (--requests is python's).")
     parser.add_argument("--clients", default="1,8,32,128", help="HTTP concurrent clients, one row each.")
     parser.add_argument(
         "--max-concurrent-requests",
@@ -259,6 +327,8 @@ def main() -> None:
     parser.add_argument("--http-pool", type=int, default=10_000)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
+    if args.requests and args.load_generator == "wrk" and shutil.which("wrk") is None:
+        sys.exit(NO_WRK)
     import torch
 
     runtimes = args.runtimes.split(",")
@@ -281,14 +351,18 @@ def main() -> None:
     if args.requests:
         clients = [int(c) for c in args.clients.split(",")]
         bounds = [int(b) for b in args.max_concurrent_requests.split(",") if b] or [None]
-        head = "runtime | bound | route | pool | clients | requests | admitted req/s | admitted p50 / p99 ms | 503s"
-        head += " | client CPU | statuses | wrong | ok"
-        print(f"\n| {head} |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
-        runs = [(r, b) for r in runtimes for b in bounds]
-        for h in [h for r, b in runs for h in bench_http(args.http_pool, args.requests, clients, args.port, r, b)]:
-            cells = [h["runtime"], h["bound"], h["route"], f"{h['pool']:,}", h["concurrency"], f"{h['requests']:,}"]
-            cells += [f"{h['rps']:.0f}", f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f}", h["shed"]]
-            cells += [f"{h['client_cores']:.2f}", h["statuses"], h["wrong"], h["alive_after"]]
+        head = "runtime | bound | route | pool | generator | clients | requests | admitted req/s | share of ceiling"
+        head += " | p50 / p99 ms | 503s | client CPU | statuses | wrong | ok"
+        print(f"\n| {head} |\n|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
+        gen, runs = args.load_generator, [(r, b) for r in runtimes for b in bounds]
+        http = [
+            bench_http(args.http_pool, args.requests, clients, args.port, r, b, gen, args.duration) for r, b in runs
+        ]
+        for h in [h for rows in http for h in rows]:
+            cells = [h["runtime"], h["bound"], h["route"], f"{h['pool']:,}", h["generator"], h["concurrency"]]
+            cells += [f"{h['requests']:,}", f"{h['rps']:.0f}", f"{h['share']:.0%}"]
+            cells += [f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f}", h["shed"], f"{h['client_cores']:.2f}", h["statuses"]]
+            cells += [h["wrong"], h["alive_after"]]
             print("| " + " | ".join(str(c) for c in cells) + " |")
 
 

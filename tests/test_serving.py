@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -471,6 +474,29 @@ def test_an_empty_pool_answers_503_not_500() -> None:
         assert got.status_code == 503 and "pool is empty" in got.text
 
 
+def test_responses_written_by_orjson_keep_their_schema_and_write_nan_as_null(
+    selector: llmr.Selector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """select and prompt build their bodies as dicts (no response models per request): each must still read as
+    its declared model, field for field, and a NaN or NumPy score must not fail the response."""
+    from llmr.evaluation.selectors import Example
+    from llmr.serving.service import ExampleOut, PromptResponse, SelectResponse, background_server, create_app
+
+    with background_server(create_app(selector)) as url:
+        select = httpx.post(f"{url}/v1/select", json={"query": "a dull movie", "k": 2}).json()
+        prompt = httpx.post(f"{url}/v1/prompt", json={"queries": ["a dull movie", "rates"], "k": 2}).json()
+        assert SelectResponse.model_validate(select).model_dump() == select
+        assert PromptResponse.model_validate(prompt).model_dump() == prompt
+        assert set(select["results"][0][0]) == set(ExampleOut.model_fields)
+        passage = Passage(id="p", contents="x\ny", task_name="sst2", extra="not shown")
+        odd = [Example(passage, float("nan"), 1), Example(passage, np.float32(0.5), np.int64(2))]
+        monkeypatch.setattr(selector, "select_many", lambda queries, *_, **__: [odd for _ in queries])
+        got = httpx.post(f"{url}/v1/select", json={"query": "a", "k": 2})
+    assert got.status_code == 200, got.text
+    assert [(e["score"], e["rank"]) for e in got.json()["results"][0]] == [(None, 1), (0.5, 2)]
+    assert "extra" not in got.json()["results"][0][0]
+
+
 def test_request_log_is_one_line_per_request_and_bounded_in_a_storm(caplog: pytest.LogCaptureFixture) -> None:
     from llmr.serving.service import RequestLog
 
@@ -485,19 +511,25 @@ def test_request_log_is_one_line_per_request_and_bounded_in_a_storm(caplog: pyte
     assert lines[10] == "490 request lines dropped (over 10 a second)" and lines[11].startswith("GET /healthz 200")
 
 
-@pytest.mark.slow
-def test_service_survives_10k_requests_with_malformed_ones(selector: llmr.Selector) -> None:
-    """The load generator of benchmarks/serving.py: every valid request gets 200 with k examples, every
-    malformed one (bad JSON, unknown field, k over the limit, too many queries) its 4xx; no 5xx."""
+def _serving_bench() -> Any:
+    """benchmarks/serving.py as a module."""
     import importlib.util
     from pathlib import Path
-
-    from llmr.serving.service import background_server, create_app
 
     path = Path(__file__).parents[1] / "benchmarks" / "serving.py"
     spec = importlib.util.spec_from_file_location("serving_bench", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.slow
+def test_service_survives_10k_requests_with_malformed_ones(selector: llmr.Selector) -> None:
+    """The load generator of benchmarks/serving.py: every valid request gets 200 with k examples, every
+    malformed one (bad JSON, unknown field, k over the limit, too many queries) its 4xx; no 5xx."""
+    from llmr.serving.service import background_server, create_app
+
+    bench = _serving_bench()
     queries = [q for q, _ in REVIEWS + NEWS]
     sel = llmr.Selector.load("all-minilm-l6-v2", pool() + [{"contents": f"filler {i}\nx"} for i in range(8)])
     with background_server(create_app(sel)) as url:
@@ -505,6 +537,32 @@ def test_service_survives_10k_requests_with_malformed_ones(selector: llmr.Select
         assert httpx.get(f"{url}/healthz").status_code == 200
     assert result["wrong"] == 0, result
     assert set(result["statuses"]) <= {200, 413, 422} and result["statuses"][200] == 9_000
+
+
+def test_the_wrk_load_generator_missing_is_one_line_on_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _serving_bench()
+    monkeypatch.setattr(bench.shutil, "which", lambda _: None)
+    monkeypatch.setattr(sys, "argv", ["serving.py", "--sizes", "", "--load-generator", "wrk"])
+    with pytest.raises(SystemExit) as exit_:
+        bench.main()
+    assert exit_.value.code == bench.NO_WRK and "apt-get install -y wrk" in bench.NO_WRK and "\n" not in bench.NO_WRK
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make wrk)")
+def test_wrk_rows_count_statuses_check_k_and_wait_after_a_503(selector: llmr.Selector) -> None:
+    """benchmarks/serving.py --load-generator wrk: its rows read as the Python client's, from wrk's Lua."""
+    from llmr.serving.service import Limits, background_server, create_app
+
+    bench, queries = _serving_bench(), [q for q, _ in REVIEWS + NEWS]
+    with background_server(create_app(selector)) as url:
+        select = bench.wrk_load(url, queries, 1, 4)
+        health = bench.wrk_load(url, queries, 1, 4, "/healthz")
+    with background_server(create_app(selector, Limits(max_in_flight=0))) as url:
+        shed = bench.wrk_load(url, queries, 1, 2)
+    assert set(select["statuses"]) == {200} and select["wrong"] == 0 and select["rps"] > 0, select
+    assert set(health["statuses"]) == {200} and health["wrong"] == 0 and health["p99_ms"] > 0, health
+    assert set(shed["statuses"]) == {503} and shed["rps"] == 0, shed
+    assert 2 <= shed["shed"] <= 4, shed  # each of the 2 connections waits its Retry-After (1 s), not hundreds
 
 
 def test_requests_past_the_in_flight_cap_get_503_and_idle_connections_do_not_count(selector: llmr.Selector) -> None:

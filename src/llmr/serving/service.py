@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import html
-import json
 import logging
 import time
 from collections import defaultdict
@@ -40,10 +39,11 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
 
+import orjson
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 try:  # httptools, a C parser (uvicorn[standard], with uvloop); h11 is pure Python and ~2x slower per request
@@ -237,8 +237,30 @@ class Batcher:
                     start += n
 
 
-def _out(examples: list[Any]) -> list[ExampleOut]:
-    return [ExampleOut(**e.passage.model_dump(), score=e.score, rank=e.rank) for e in examples]
+class JSON(Response):
+    """A JSON body written by orjson: NaN and infinities become null, as Pydantic writes them. The hot endpoints
+    return it with plain dicts, so neither the response models nor FastAPI's check of them is built per request
+    (their schemas stay in /openapi.json). Not FastAPI's ORJSONResponse: deprecated, and as the default class
+    it would turn off FastAPI's own Pydantic serialization of the other endpoints."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _out(examples: list[Any]) -> list[dict[str, Any]]:
+    """`ExampleOut`s as dicts (extra pool fields are left out, as the model leaves them)."""
+    return [
+        {
+            "id": e.passage.id,
+            "contents": e.passage.contents,
+            "task_name": e.passage.task_name,
+            "score": float(e.score),  # a NumPy float would not serialize
+            "rank": int(e.rank),
+        }
+        for e in examples
+    ]
 
 
 class RequestLog:
@@ -353,7 +375,7 @@ def _replay(body: bytes, receive: Any) -> Any:
 
 async def _reply(send: Any, status: int, detail: str, keep_alive: bool = False) -> None:
     """A one-line JSON error. Every 503 here means busy, so it says when to retry."""
-    body = json.dumps({"detail": detail}).encode()
+    body = orjson.dumps({"detail": detail})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(b"retry-after", str(RETRY_AFTER_S).encode())] if status == 503 else []
     headers += [] if keep_alive else [(b"connection", b"close")]
@@ -415,10 +437,10 @@ def create_app(
     app.add_middleware(Guard, limits=limits)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Any, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(_: Any, exc: RequestValidationError) -> JSON:
         # FastAPI's default echoes each bad input: up to the whole body, or text that cannot be encoded
         detail = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return JSON({"detail": detail}, status_code=422)
 
     def check(request: SelectRequest) -> Selector:
         texts, selector = request.texts, pool_of(request.pool)
@@ -463,26 +485,26 @@ def create_app(
     async def docs() -> str:
         return _docs_page(app.openapi())
 
-    @app.get("/healthz", summary="Liveness and the pools' sizes (never refused as busy)")
-    async def healthz() -> dict[str, Any]:
+    @app.get("/healthz", response_model=dict[str, Any], summary="Liveness and the pools' sizes (never refused as busy)")
+    async def healthz() -> JSON:
         sizes = {name: len(s) for name, s in pools.items()}
-        return {"status": "ok", "pool_size": next(iter(sizes.values())), "pools": sizes}  # pool_size: the default's
+        return JSON({"status": "ok", "pool_size": next(iter(sizes.values())), "pools": sizes})  # pool_size: the first
 
     @app.get("/v1/info", summary="The encoder, a pool's tasks (?pool=NAME; default: the first), the index, limits")
     async def info(pool: str | None = None) -> dict[str, Any]:
         return {**await batcher.call(pool_of(pool).info), "pools": list(pools), "limits": asdict(limits)}
 
     @app.post("/v1/select", response_model=SelectResponse, summary="The k examples for each query")
-    async def select(request: SelectRequest) -> SelectResponse:
+    async def select(request: SelectRequest) -> JSON:
         chosen = await choose(request, "best_first")
-        return SelectResponse(results=[_out(x) for x in chosen], warnings=warnings(request))
+        return JSON({"results": [_out(x) for x in chosen], "warnings": warnings(request)})
 
     @app.post("/v1/prompt", response_model=PromptResponse, summary="LLM-R prompts: the examples, then the query")
-    async def prompt(request: SelectRequest) -> PromptResponse:
+    async def prompt(request: SelectRequest) -> JSON:
         chosen = await choose(request, "best_last", prompts=True)
         texts = [[e.passage.contents for e in examples] for examples in chosen]
         prompts = [build_prompt(ex, q) for q, ex in zip(request.texts, texts, strict=True)]
-        return PromptResponse(prompts=prompts, examples=[_out(x) for x in chosen], warnings=warnings(request))
+        return JSON({"prompts": prompts, "examples": [_out(x) for x in chosen], "warnings": warnings(request)})
 
     @app.post("/v1/passages", response_model=AddResponse, summary="Add passages to the pool (needs the token)")
     async def add(request: AddRequest, authorization: Annotated[str, Header()] = "") -> AddResponse:
