@@ -11,7 +11,7 @@ Pools up to --real-max are real pool texts from ../shared/data (encoded once); l
 synthetic: real embeddings plus Gaussian noise, normalised, so they keep the real data's clusters.
 Approximate indexes (HNSW) are compared with exact search (flat) by recall@k of the same queries.
 
-HTTP: `llmr serve` in its own process on 127.0.0.1, a load generator with --concurrency open
+HTTP: `llmr serve` in its own process on 127.0.0.1, a load generator with --clients open
 requests. Each row's share is its req/s over the ceiling: the most req/s of GET /healthz (no encoder, no
 JSON body) against the same server in the same run.
 - `--load-generator python` (the default): an asyncio httpx client, --requests per row. 10% of the requests
