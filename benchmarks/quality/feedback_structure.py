@@ -41,28 +41,28 @@ from llmr.tasks import TASKS
 from llmr.training.agreement import pairwise_agreement
 
 Lists = list[dict]
-Predictor = Callable[[dict], Sequence[float] | None]
+Predictor = Callable[[dict], Sequence[float]]
 
 
-def candidate_effects(lists: Lists) -> Predictor:
-    """Leave-one-query-out mean of each candidate's centred score; None where a candidate has no other list."""
+def centred_scores(lists: Lists) -> dict[str, list[tuple[str, float]]]:
+    """Per candidate: (query id, its score minus its list's mean) over the kept candidates of every list."""
     seen: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for row in lists:
         scores = np.asarray(row["doc_scores"], dtype=float)
         kept = scores > PENALTY
-        if kept.sum() < 2:
-            continue
-        centre = scores[kept].mean()
-        for d, s, k in zip(row["doc_ids"], scores, kept, strict=True):
-            if k:
-                seen[d].append((row["query_id"], float(s - centre)))
+        if kept.sum() >= 2:
+            for d, s in zip(np.asarray(row["doc_ids"])[kept], scores[kept] - scores[kept].mean(), strict=True):
+                seen[str(d)].append((row["query_id"], float(s)))
+    return seen
 
-    def predict(row: dict) -> list[float] | None:
-        out = []
-        for d in row["doc_ids"]:
-            others = [s for q, s in seen.get(d, []) if q != row["query_id"]]
-            out.append(float(np.mean(others)) if others else np.nan)
-        return out
+
+def candidate_effects(lists: Lists) -> Predictor:
+    """Leave-one-query-out mean of each candidate's centred score; NaN where a candidate has no other list."""
+    seen = centred_scores(lists)
+
+    def predict(row: dict) -> list[float]:
+        others = [[s for q, s in seen.get(d, []) if q != row["query_id"]] for d in row["doc_ids"]]
+        return [float(np.mean(o)) if o else np.nan for o in others]
 
     return predict
 
@@ -71,10 +71,7 @@ def agreement_by_mode(lists: Lists, predict: Predictor) -> dict[str, tuple[float
     """Micro-averaged agreement per mode and overall, over pairs the predictor can order (no NaN)."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in lists:
-        pred = predict(row)
-        if pred is None:
-            continue
-        ref, p = np.asarray(row["doc_scores"], dtype=float), np.asarray(pred, dtype=float)
+        ref, p = np.asarray(row["doc_scores"], dtype=float), np.asarray(predict(row), dtype=float)
         known = ~np.isnan(p)
         a, n = pairwise_agreement(ref[known], p[known])
         for key in (TASKS[row["task_name"]].mode, "all"):
@@ -85,14 +82,7 @@ def agreement_by_mode(lists: Lists, predict: Predictor) -> dict[str, tuple[float
 
 def effect_of_candidates(lists: Lists) -> dict[str, float]:
     """Each candidate's mean centred score over every list that holds it."""
-    found: dict[str, list[float]] = defaultdict(list)
-    for row in lists:
-        scores = np.asarray(row["doc_scores"], dtype=float)
-        kept = scores > PENALTY
-        if kept.sum() >= 2:
-            for d, s in zip(np.asarray(row["doc_ids"])[kept], scores[kept] - scores[kept].mean(), strict=True):
-                found[str(d)].append(float(s))
-    return {d: float(np.mean(v)) for d, v in found.items()}
+    return {d: float(np.mean([s for _, s in v])) for d, v in centred_scores(lists).items()}
 
 
 def rerank(lists: Lists, oracle_dir: Path, data: Path) -> None:
