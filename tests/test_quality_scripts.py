@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
@@ -118,3 +119,23 @@ def test_headline_add_records_a_difference_between_two_runs(tmp_path: Path, monk
     assert diffs["llmr - bm25"] == [1.0, 0.0, 2.0]  # what was there stays
     assert diffs["llm teacher - labels teacher"][0] == 50.0  # on the 6 queries both hold
     assert diffs["cls: llm teacher - labels teacher"][0] == 50.0 and len(diffs) == 3
+
+
+def test_the_candidate_effect_predicts_each_list_from_the_other_lists_only(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(QUALITY))  # feedback_structure.py imports oracle.py from beside it
+    structure = _script("feedback_structure")
+
+    def row(qid: str, ids: list[str], scores: list[float]) -> dict:
+        return {"query_id": qid, "task_name": "sst2", "doc_ids": ids, "doc_scores": scores}
+
+    # "good" beats "bad" in the other lists; in q1 the LLM orders them the other way.
+    lists = [
+        row("q1", ["good", "bad", "alone"], [-2.0, -1.0, -1.5]),
+        row("q2", ["good", "bad", "penalized"], [-1.0, -3.0, -100.0]),
+        row("q3", ["bad", "good"], [-2.5, -0.5]),
+    ]
+    predict = structure.candidate_effects(lists)
+    effect = predict(lists[0])
+    assert effect[0] > effect[1] and np.isnan(effect[2])  # q1's own scores are left out; "alone" has no other list
+    found = structure.agreement_by_mode(lists, predict)
+    assert found["cls"] == (2 / 3, 3)  # agrees on q2 and q3, disagrees on q1; the penalized and unknown are skipped

@@ -28,14 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from oracle import mode_table, table  # beside this script, as when it runs
 
 from llmr.base.encoders import Encoder
 from llmr.data.directory import DataDir
 from llmr.data.jsonl import read_jsonl, write_jsonl
 from llmr.data.schema import PENALTY, CandidateList, Record
 from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods
-from llmr.evaluation.metrics import paired_bootstrap
-from llmr.evaluation.report import MODES
 from llmr.llm import load_llm
 from llmr.tasks import TASKS
 from llmr.training.agreement import pairwise_agreement
@@ -116,27 +115,9 @@ def rerank(lists: Lists, oracle_dir: Path, data: Path) -> None:
         recorded = json.load(f)
     for name in ("bm25", "dense", "answer", "margin"):
         by_method[name] = recorded[f"{name}@k4s0"]
-    for ref in ("dense", "bm25", "answer", "margin"):
-        ci = paired_by_mode(by_method["effect"], by_method[ref])
-        print(f"effect - {ref}: " + ", ".join(f"{m} {d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for m, (d, lo, hi) in ci.items()))
+    print(table(by_method, references=("dense", "bm25", "answer", "margin")))
+    print(mode_table(by_method, "dense"))
     print(f"evaluation seconds: {seconds}")
-
-
-def paired_by_mode(a: list[dict], b: list[dict]) -> dict[str, tuple[float, float, float]]:
-    """A - B's paired-bootstrap CI overall and per mode (task-averaged, as everywhere in RESULTS.md)."""
-    out = {}
-    for mode in ("all", *MODES):
-        keep = [o for o in a if mode == "all" or TASKS[o["task"]].mode == mode]
-        ids = {o["query_id"] for o in keep}
-        ta: dict[str, list[dict]] = defaultdict(list)
-        tb: dict[str, list[dict]] = defaultdict(list)
-        for o in sorted(keep, key=lambda o: o["query_id"]):
-            ta[o["task"]].append(o)
-        for o in sorted((o for o in b if o["query_id"] in ids), key=lambda o: o["query_id"]):
-            tb[o["task"]].append(o)
-        ci = paired_bootstrap(ta, tb)
-        out[mode] = (ci["difference"], ci["low"], ci["high"])
-    return out
 
 
 def dense(lists: Lists, passages: Mapping[str, str], model: str) -> Predictor:
