@@ -3,10 +3,12 @@
     python benchmarks/serving.py                      # pools 10k (real) / 100k / 1M, HTTP 10k requests
     python benchmarks/serving.py --sizes 10000 --requests 2000   # quicker
     python benchmarks/serving.py --runtimes torch,openvino --clients 1,8,32,128   # runtimes side by side
+    python benchmarks/serving.py --runtimes torch,openvino,openvino:128,openvino:64 --requests 0  # query caps
     python benchmarks/serving.py --sizes '' --clients 1,8,32,128 --max-concurrent-requests 16,32,64  # shed load
     python benchmarks/serving.py --sizes '' --load-generator wrk --duration 10   # the ceiling, from wrk (make wrk)
 
 Select latency: one query at a time (as a request arrives), encode (the embedded MiniLM, per runtime) + search.
+A --runtimes entry RUNTIME:N caps a query's tokens at N (`llmr serve --query-max-length N`; onnx/openvino).
 Pools up to --real-max are real pool texts from ../shared/data (encoded once); larger pools are
 synthetic: real embeddings plus Gaussian noise, normalised, so they keep the real data's clusters.
 Approximate indexes (HNSW) are compared with exact search (flat) by recall@k of the same queries.
@@ -70,6 +72,16 @@ def real_texts(n: int, seed: int = 0) -> tuple[list[dict], list[str]]:
     return pool[:n], random.Random(seed).sample(queries, min(500, len(queries)))
 
 
+def runtime_and_cap(entry: str) -> tuple[str, int | None]:
+    """A --runtimes entry: RUNTIME, or RUNTIME:N (queries capped at N tokens)."""
+    from llmr.base.runtime import RUNTIMES
+
+    runtime, sep, cap = entry.partition(":")
+    if runtime not in RUNTIMES or (sep and (not cap.isdigit() or int(cap) < 8 or runtime == "torch")):
+        sys.exit(f"--runtimes {entry!r}: expected RUNTIME or RUNTIME:N (N >= 8, not torch); runtimes: {RUNTIMES}")
+    return runtime, int(cap) if sep else None
+
+
 def percentiles(ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
@@ -86,14 +98,15 @@ def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int],
     selector = Selector.load("all-minilm-l6-v2", pool)
     base = selector.index.vectors(range(len(selector.index)))
     encode_ms: dict[str, list[float]] = {}
-    for runtime in runtimes:
-        encoder = Encoder("all-minilm-l6-v2", runtime=runtime)
+    for entry in runtimes:
+        runtime, cap = runtime_and_cap(entry)
+        encoder = Encoder("all-minilm-l6-v2", runtime=runtime, query_max_length=cap)  # type: ignore[arg-type]
         encoder.encode_queries(queries[:5])  # warm-up
-        encode_ms[runtime] = []
+        encode_ms[entry] = []
         for q in queries:  # one at a time, as requests arrive
             t = time.perf_counter()
             encoder.encode_queries([q])
-            encode_ms[runtime].append(1000 * (time.perf_counter() - t))
+            encode_ms[entry].append(1000 * (time.perf_counter() - t))
     qvec = selector.encoder.encode_queries(queries)
     rows = []
     rng = np.random.default_rng(0)
@@ -268,8 +281,9 @@ def bench_http(
     generator: str = "python",
     seconds: float = 10.0,
 ) -> list[dict]:
-    """`llmr serve --runtime RUNTIME [--max-concurrent-requests BOUND]` under load at each client count,
-    then the /healthz ceiling (python: at the largest count; wrk: at each); each row's share of it."""
+    """`llmr serve --runtime RUNTIME [--query-max-length N] [--max-concurrent-requests BOUND]` (`runtime`: a
+    --runtimes entry) under load at each client count, then the /healthz ceiling (python: at the largest count;
+    wrk: at each); each row's share of it."""
     import httpx
 
     pool, queries = real_texts(pool_size, seed=1)
@@ -281,7 +295,9 @@ def bench_http(
         path = Path(tmp) / "passages.jsonl"
         write_jsonl(path, pool)
         cmd = [sys.executable, "-m", "llmr.cli", "serve", "--pool", str(path), "--port", str(port)]
-        cmd += ["--runtime", runtime] + (["--max-concurrent-requests", str(bound)] if bound else [])
+        name, cap = runtime_and_cap(runtime)
+        cmd += ["--runtime", name] + (["--query-max-length", str(cap)] if cap else [])
+        cmd += ["--max-concurrent-requests", str(bound)] if bound else []
         server = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
         try:
             wait_until_up(server, url)
@@ -309,7 +325,11 @@ def main() -> None:
     parser.add_argument("--real-max", type=int, default=10_000, help="Pools up to this size use real texts.")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--ef", default="32,64,128", help="HNSW efSearch values to compare.")
-    parser.add_argument("--runtimes", default="torch,openvino", help="Encoder runtimes, side by side.")
+    parser.add_argument(
+        "--runtimes",
+        default="torch,openvino",
+        help="Encoder runtimes, side by side; RUNTIME:N caps queries at N tokens (e.g. openvino:128).",
+    )
     parser.add_argument("--requests", type=int, default=10_000, help="HTTP requests per row (0 skips HTTP).")
     parser.add_argument(
         "--load-generator",
@@ -332,6 +352,8 @@ def main() -> None:
     import torch
 
     runtimes = args.runtimes.split(",")
+    for entry in runtimes:
+        runtime_and_cap(entry)  # a typo fails here, not after the first runtime's rows
     print(f"torch threads: {torch.get_num_threads()}, cores: {os.cpu_count()}, k = {K}\n")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if sizes:

@@ -232,6 +232,14 @@ def test_every_user_mistake_is_one_error_line_with_exit_2(
         (["eval", "--k", "4,0"], "Invalid value for --k: 0: Input should be greater than or equal to 1"),
         (["eval", "--max-per-task", "-1"], "Invalid value for --max-per-task: -1"),
         (["eval", "--budget-tokens", "-5"], "Invalid value for --budget-tokens: -5"),
+        (
+            ["eval", "--encoder-runtime", "openvino", "--query-max-length", "2"],
+            "Invalid value for --query-max-length: 2: Input should be greater than or equal to 8",
+        ),
+        (
+            ["eval", "--query-max-length", "128"],
+            "--query-max-length: 128: Value error, caps onnx/openvino queries only",
+        ),
         (["eval", "--methods", "bm25,dense,lmr"], "unknown method 'lmr'"),
         (
             ["eval", "--methods", "bm25,llmr:runs/does-not-exist"],

@@ -67,6 +67,32 @@ def test_a_query_token_cap_only_touches_long_queries(cache: Path) -> None:
     assert np.allclose(capped.encode_documents(TEXTS), plain.encode_documents(TEXTS), atol=1e-5)  # pool: uncapped
 
 
+def test_eval_with_a_query_cap_selects_by_the_query_prefix_and_shares_the_pool_index(
+    cache: Path, tmp_path: Path
+) -> None:
+    """`EvalSettings.query_max_length` (study: eval.query_max_length; `llmr eval --query-max-length`) reaches
+    the dense selector's encoder: a long query capped at 8 tokens selects by its first 6 words. Its outcomes
+    are keyed apart from the uncapped ones (else the second run would return the first's), while the pool's
+    index, never capped, is shared."""
+    from fakes import FakeLLM
+    from llmr.data.schema import Passage, Record
+    from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods
+
+    texts = {"bank": TEXTS[2], "cup": TEXTS[3], "film": TEXTS[0]}
+    pool = [Passage(id=name, contents=text, task_name="sst2") for name, text in texts.items()]
+    long = "Interest rates and the central bank. " + "The striker scored twice in the cup final. " * 6
+    query = Record(query_id="q", query=long, answers=["Positive"], options=[""], task_name="sst2")
+    outcomes = OutcomeCache(tmp_path / "cache.sqlite")
+    top = {}
+    for cap in (None, 8):
+        settings = EvalSettings(encoder_runtime="onnx", query_max_length=cap)
+        runs, _ = evaluate_methods(FakeLLM(), ["dense"], pool, [query], [1], [0], outcomes, settings, tmp_path / "ix")
+        top[cap] = runs["dense", 1, 0][0]["examples"][0]["id"]
+    outcomes.close()
+    assert top == {None: "cup", 8: "bank"}
+    assert len(list((tmp_path / "ix").glob("*.faiss"))) == 1
+
+
 def test_llmr_export_writes_beside_the_model_and_the_encoder_uses_it(tmp_path: Path, cache: Path) -> None:
     import shutil
 

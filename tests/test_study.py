@@ -26,6 +26,8 @@ def test_shipped_study_config_is_valid() -> None:
         (["pipeline.iterations=2", "eval.methods=[bm25,llmr-3]"], "iterations 1..2"),
         (["eval.method=[bm25]"], "eval.method"),
         (["pipeline.reward.epoch=2"], "reward.epoch"),
+        (["eval.encoder_runtime=onnx", "eval.query_max_length=2"], "greater than or equal to 8"),
+        (["eval.query_max_length=128"], "eval.query_max_length = 128: .*onnx/openvino queries only"),
     ],
 )
 def test_study_config_errors(overrides: list[str], message: str) -> None:
@@ -136,10 +138,13 @@ def test_eval_section_passes_diversity_and_label_balance_to_the_evaluation(
         "eval.methods=[bm25]",
         "eval.diversity=0.3",
         "eval.balance_labels=true",
+        "eval.query_max_length=128",
+        "eval.encoder_runtime=openvino",
     ]
     with pytest.raises(RuntimeError, match="stop after"):
         Study(StudyConfig.load(None, overrides), tmp_path / "study", llm=FakeLLM()).run()
     assert seen["settings"].diversity == 0.3 and seen["settings"].balance_labels is True
+    assert seen["settings"].query_max_length == 128 and seen["settings"].encoder_runtime == "openvino"
     with pytest.raises(ValueError, match="diversity"):
         StudyConfig.load(None, ["eval.diversity=1.5"])
 

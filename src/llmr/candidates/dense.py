@@ -37,8 +37,9 @@ class DenseRetriever:
         batch_size: int = 128,
         index_dir: Path | str | None = None,
         runtime: Runtime = "torch",
+        query_max_length: int | None = None,
     ) -> None:
-        self.encoder = Encoder(model, batch_size, runtime)
+        self.encoder = Encoder(model, batch_size, runtime, query_max_length)
         self.fingerprint = config_hash({"encoder": self.encoder.fingerprint, "pool": pool_fingerprint(passages)})
         self.config = {"retriever": self.name, "model": model, "index": self.fingerprint}
         saved = Path(index_dir) / f"{self.fingerprint}.faiss" if index_dir else None

@@ -18,7 +18,7 @@ from llmr.evaluation import EvalSettings, OutcomeCache, evaluate_methods, write_
 from llmr.evaluation.html import write_html_report
 from llmr.evaluation.rerank import check_method
 from llmr.llm import DEFAULT_LLM
-from llmr.pipeline.study import EvalSection
+from llmr.pipeline.study import QUERY_CAP_HELP, EvalSection
 
 console = Console()
 
@@ -54,6 +54,7 @@ def eval_cmd(
     budget_tokens: int = typer.Option(1024, help="Prompt budget in tokens; the least similar examples go first."),
     resamples: int = typer.Option(1000, help="Paired bootstrap resamples for the confidence intervals."),
     encoder_runtime: str = typer.Option("torch", help=RUNTIME_HELP + " For the dense selectors."),
+    query_max_length: int = typer.Option(None, help=QUERY_CAP_HELP),
     diversity: float = typer.Option(
         None, min=0, max=1, help="bm25, dense, retrievers: re-pick by MMR from the top max(40, 4k) (0: similarity)."
     ),
@@ -73,6 +74,7 @@ def eval_cmd(
         budget_tokens=budget_tokens or None,
         resamples=resamples,
         encoder_runtime=encoder_runtime,
+        query_max_length=query_max_length,
     )
     for spec in specs:
         check_method(spec)
@@ -87,6 +89,7 @@ def eval_cmd(
     settings = EvalSettings(
         budget_tokens=chosen.budget_tokens,
         encoder_runtime=chosen.encoder_runtime,
+        query_max_length=chosen.query_max_length,
         diversity=diversity,
         balance_labels=balance_labels,
     )
@@ -108,6 +111,8 @@ def eval_cmd(
             "split": split,
             "llm": runner.fingerprint,
             "budget_tokens": budget_tokens,
+            "encoder_runtime": chosen.encoder_runtime,
+            "query_max_length": chosen.query_max_length,
             "tasks": tasks,
             "diversity": diversity,
             "balance_labels": balance_labels,

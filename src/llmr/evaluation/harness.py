@@ -37,6 +37,7 @@ class EvalSettings:
     max_new_tokens: int = 64
     chunk: int = 16  # queries per committed chunk
     encoder_runtime: Runtime = "torch"  # of the dense selectors (the pool and each query)
+    query_max_length: int | None = None  # their queries' token cap (onnx/openvino); None: the encoder's own limit
     diversity: float | None = None  # bm25, dense, retrievers: MMR over the top max(40, 4k) (0-1; None: off)
     balance_labels: bool = False  # the same: round-robin over the candidates' answers
 
@@ -174,7 +175,8 @@ def evaluate_methods(
             start = time.perf_counter()
             for seed in seeds if name in SEEDED else seeds[:1]:
                 with Console(stderr=True).status(f"preparing {spec}"):
-                    selector = make_method(spec, passages, engine, seed, index_dir, settings.encoder_runtime)
+                    runtime, cap = settings.encoder_runtime, settings.query_max_length
+                    selector = make_method(spec, passages, engine, seed, index_dir, runtime, cap)
                     selector = with_options(selector, settings.diversity, settings.balance_labels)
                 for k in ks:
                     task = bar.add_task(f"{name} k={k} seed={seed}", total=len(records))

@@ -116,6 +116,7 @@ def make_method(
     seed: int = 0,
     index_dir: Path | str | None = None,
     runtime: Runtime = "torch",
+    query_max_length: int | None = None,
     score_cache: ScoreCache | None = None,
 ) -> SelectionMethod:
     """A method from its spec: a candidate-list file, cone, or any `make_selector` spec."""
@@ -124,14 +125,16 @@ def make_method(
         return RankedSelector(name, target, passages)
     if name == "cone":
         if target:
-            base: SelectionMethod = make_selector(f"base:{target}", passages, seed, index_dir, runtime)
+            base: SelectionMethod = make_selector(
+                f"base:{target}", passages, seed, index_dir, runtime, query_max_length
+            )
         else:
             base = Interleaved(
                 make_selector("bm25", passages, seed, index_dir, runtime),
-                make_selector("dense", passages, seed, index_dir, runtime),
+                make_selector("dense", passages, seed, index_dir, runtime, query_max_length),
             )
         return ConEReranker(base, engine, score_cache or ScoreCache(cache_dir() / "scores.sqlite"))
-    return make_selector(spec, passages, seed, index_dir, runtime)
+    return make_selector(spec, passages, seed, index_dir, runtime, query_max_length)
 
 
 def check_method(spec: str) -> None:

@@ -116,8 +116,9 @@ class KMeansSelector:
         seed: int = 0,
         index_dir: Path | str | None = None,
         runtime: Runtime = "torch",
+        query_max_length: int | None = None,
     ) -> None:
-        self.dense = DensePool.open(encoder, passages, index_dir, runtime)
+        self.dense = DensePool.open(encoder, passages, index_dir, runtime, query_max_length)
         self.passages, self.rows = self.dense.passages, self.dense.rows
         self.seed = seed
         self._chosen: dict[tuple[str, int], list[int]] = {}
@@ -348,11 +349,17 @@ class DensePool(PoolSelector):
 
     @classmethod
     def open(
-        cls, model: str, passages: Sequence[Passage], index_dir: Path | str | None = None, runtime: Runtime = "torch"
+        cls,
+        model: str,
+        passages: Sequence[Passage],
+        index_dir: Path | str | None = None,
+        runtime: Runtime = "torch",
+        query_max_length: int | None = None,
     ) -> DensePool:
         """The pool encoded by `model`, exact; with `index_dir` its index is saved there (keyed by the encoder
-        and the pool) and loaded again instead of encoding the pool (`DenseRetriever`, as mining does)."""
-        dense = DenseRetriever(model, passages, index_dir=index_dir, runtime=runtime)
+        and the pool) and loaded again instead of encoding the pool (`DenseRetriever`, as mining does).
+        `query_max_length` caps the queries only, so capped and uncapped pools share that index."""
+        dense = DenseRetriever(model, passages, index_dir=index_dir, runtime=runtime, query_max_length=query_max_length)
         self = cls(dense.encoder)
         self._loaded(dense.index, passages)
         return self
@@ -369,10 +376,13 @@ class DensePool(PoolSelector):
 
     @property
     def fingerprint(self) -> str:
-        """What selections depend on: the encoder's weights and the pool's contents."""
+        """What selections depend on: the encoder's weights (and runtime, and query cap) and the pool's contents."""
         if self._fingerprint is None:
-            pool = pool_fingerprint(self.passages)
-            self._fingerprint = config_hash({"encoder": self.encoder.fingerprint, "pool": pool})
+            key = {"encoder": self.encoder.fingerprint, "pool": pool_fingerprint(self.passages)}
+            cap = self.encoder.query_max_length
+            if cap is not None and self.encoder.runtime != "torch":  # torch ignores it; uncapped keys still hold
+                key["query_max_length"] = cap
+            self._fingerprint = config_hash(key)
         return self._fingerprint
 
     def add(self, passages: Sequence[Passage]) -> int:
@@ -446,21 +456,23 @@ def make_selector(
     seed: int = 0,
     index_dir: Path | str | None = None,
     runtime: Runtime = "torch",
+    query_max_length: int | None = None,
 ) -> SelectionMethod:
     """A selector from a method spec: zero, random, kmeans, bm25, dense (the embedded MiniLM),
     dense:<encoder>, or <name>:<retriever folder or encoder> (e.g. llmr:runs/pipeline/retriever); dense
-    encoders run in `runtime`; `with_options` adds MMR or label balance."""
+    encoders run in `runtime`, their queries capped at `query_max_length` tokens (onnx/openvino);
+    `with_options` adds MMR or label balance."""
     name, _, model = spec.partition(":")
     if name == "zero":
         return ZeroShot()
     if name == "random":
         return RandomSelector(passages, seed)
     if name == "kmeans":
-        return KMeansSelector(passages, model or DEFAULT_ENCODER, seed, index_dir, runtime)
+        return KMeansSelector(passages, model or DEFAULT_ENCODER, seed, index_dir, runtime, query_max_length)
     if name == "bm25":
         bm25 = BM25Pool(passages)
         return IndexMethod("bm25", bm25, bm25.fingerprint, None, False)
     if name == "dense" or model:
-        dense = DensePool.open(model or DEFAULT_ENCODER, passages, index_dir, runtime)
+        dense = DensePool.open(model or DEFAULT_ENCODER, passages, index_dir, runtime, query_max_length)
         return IndexMethod(name, dense, dense.fingerprint, None, False)
     raise ValueError(f"unknown method {spec!r}: use {', '.join(BUILTIN)}, dense:<encoder> or <name>:<retriever folder>")

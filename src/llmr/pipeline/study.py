@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from llmr.base.files import write_json, write_text
 from llmr.base.manifest import write_manifest
@@ -36,6 +36,10 @@ from llmr.tasks import TASKS, resolve_tasks
 # The paper's averages over its 30 tasks (LLaMA-7B, k = 8; Wang et al. 2024, Table 1), by our method names.
 PAPER = {"random": 57.9, "bm25": 61.3, "dense": 61.4, "epr": 63.5, "llmr-1": 65.7, "llmr-2": 66.5}
 PAPER_NAMES = {"dense": "E5-base", "llmr-1": "LLM-R, 1 iteration", "llmr-2": "LLM-R, 2 iterations"}
+QUERY_CAP_HELP = (
+    "Cap a query's tokens (onnx/openvino runtimes): the latency option of benchmarks/RESULTS.md; "
+    "default: the encoder's own limit."
+)
 
 
 class EvalSection(Section):
@@ -55,10 +59,18 @@ class EvalSection(Section):
     max_new_tokens: int = Field(64, ge=1)
     resamples: int = Field(1000, ge=100)
     encoder_runtime: Runtime = Field("torch", description=RUNTIME_HELP)  # of the dense selectors
+    query_max_length: int | None = Field(None, ge=8, description=QUERY_CAP_HELP)  # of the dense selectors' queries
     diversity: float | None = Field(None, ge=0.0, le=1.0)  # as `llmr eval --diversity` (MMR; None: off)
     balance_labels: bool = False  # as `llmr eval --balance-labels`
     compare: list[str] = Field(default_factory=list)  # more paired CIs: "a - b" (method names as above)
     headline: str | None = None  # also write headline.json here (e.g. benchmarks/quality/headline.json)
+
+    @field_validator("query_max_length")
+    @classmethod
+    def _cap_needs_an_exported_runtime(cls, cap: int | None, info: ValidationInfo) -> int | None:
+        if cap is not None and info.data.get("encoder_runtime") == "torch":
+            raise ValueError("caps onnx/openvino queries only: set encoder_runtime to onnx, onnx-int8 or openvino")
+        return cap
 
     def pairs(self) -> list[tuple[str, str]]:
         """`compare` as (a, b) pairs; a name that is not an evaluated method is an error."""
@@ -177,6 +189,7 @@ class Study:
             budget_tokens=cfg.budget_tokens,
             max_new_tokens=cfg.max_new_tokens,
             encoder_runtime=cfg.encoder_runtime,
+            query_max_length=cfg.query_max_length,
             diversity=cfg.diversity,
             balance_labels=cfg.balance_labels,
         )
