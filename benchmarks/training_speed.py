@@ -1,7 +1,7 @@
 """What makes distillation over thousands of queries affordable on CPU: the retriever's step time and the
 teacher's scoring rate under each setting, side by side in one run (issue 15).
 
-    python benchmarks/training_speed.py runs/quality/pipeline [--steps 6]
+    python benchmarks/training_speed.py runs/quality/pipeline [--steps 6] [--teacher FILE] [--only N]
 
 Reads the pipeline's data and its first teacher file (real queries and pool items) and, for each
 setting, trains MiniLM for `--steps` steps of the real retriever training code (`train_retriever`) and
@@ -12,6 +12,7 @@ teacher pairs (fp32; and bf16 where the CPU has it natively). Run it on an other
 from __future__ import annotations
 
 import argparse
+import random
 import tempfile
 import time
 from dataclasses import replace
@@ -37,11 +38,13 @@ class StepTimes(TrainerCallback):
         self.times.append(time.perf_counter())
 
 
-def step_seconds(lists: list[CandidateList], passages: dict, config: RetrieverConfig, steps: int) -> float:
+def step_seconds(
+    lists: list[CandidateList], passages: dict, config: RetrieverConfig, steps: int, fast: bool = True
+) -> float:
     timer = StepTimes()
     subset = lists[: steps * config.batch_size]
     with tempfile.TemporaryDirectory() as out:
-        train_retriever(subset, passages, out, config, callbacks=[timer], save_steps=10**6)
+        train_retriever(subset, passages, out, config, fast=fast, callbacks=[timer], save_steps=10**6)
     gaps = [b - a for a, b in zip(timer.times, timer.times[1:], strict=False)]
     return median(gaps)
 
@@ -73,16 +76,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pipeline", type=Path, help="a pipeline folder (e.g. runs/quality/pipeline)")
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--teacher", type=Path, help="teacher.jsonl.gz (default: the pipeline's first)")
+    parser.add_argument("--only", type=int, default=0, help="time only the first N retriever settings")
     args = parser.parse_args()
     data = next(args.pipeline.glob("data-*"))
-    teacher = next(args.pipeline.glob("iteration-1/teacher-*/teacher.jsonl.gz"))
+    teacher = args.teacher or next(args.pipeline.glob("iteration-1/teacher-*/teacher.jsonl.gz"))
     passages = {p.id: p for p in DataDir(data).passages()}
     lists = list(read_jsonl(teacher, CandidateList))
+    random.Random(0).shuffle(lists)  # the file is grouped by task: steps see the study's mix of lengths
     native_bf16 = default_dtype("cpu") == torch.bfloat16
     dtype = "bf16" if native_bf16 else "fp32"
     base = RetrieverConfig(epochs=1, batch_size=16, max_length=96, bf16=native_bf16)
     settings = {
-        f"max length 96, {dtype} (the study)": base,
+        f"max length 96, {dtype}, sentence-transformers' defaults (sdpa, a padded batch per column)": (base, False),
+        f"max length 96, {dtype}, eager attention, length-sorted chunks, fused AdamW": base,
+        "the same, no dropout": replace(base, dropout=0.0),
         f"max length 64, {dtype}": replace(base, max_length=64),
         f"max length 128, {dtype}": replace(base, max_length=128),
         f"max length 256, {dtype} (the default)": replace(base, max_length=256),
@@ -95,8 +103,9 @@ def main() -> None:
         settings["max length 96, fp32"] = replace(base, bf16=False)
     print("| retriever setting | s / step | queries / s | epoch of 10,000 queries |")
     print("|---|---:|---:|---:|")
-    for name, config in settings.items():
-        s = step_seconds(lists, passages, config, args.steps)
+    for name, setting in list(settings.items())[: args.only or None]:
+        config, fast = setting if isinstance(setting, tuple) else (setting, True)
+        s = step_seconds(lists, passages, config, args.steps, fast)
         rate = config.batch_size / s
         print(f"| {name} | {s:.2f} | {rate:.1f} | {10000 / rate / 60:.1f} min |", flush=True)
     reward = next(args.pipeline.glob("iteration-1/reward-*"))

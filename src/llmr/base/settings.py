@@ -15,9 +15,11 @@ def setting(
     factory: Callable[[], Any] | None = None,
     ge: float | None = None,
     gt: float | None = None,
+    lt: float | None = None,
 ) -> Any:
     """A field with its help and, for numbers, its bounds (checked by `check_bounds` on construction)."""
-    metadata = {"help": help, **({"ge": ge} if ge is not None else {}), **({"gt": gt} if gt is not None else {})}
+    bounds = {name: bound for name, bound in (("ge", ge), ("gt", gt), ("lt", lt)) if bound is not None}
+    metadata = {"help": help, **bounds}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -28,7 +30,11 @@ def check_bounds(config: Any) -> None:
     model loads (a negative epoch count used to fail after the LLM had loaded)."""
     for f in fields(config):
         value = getattr(config, f.name)
+        if value is None:  # an optional setting left to its default
+            continue
         if "ge" in f.metadata and not value >= f.metadata["ge"]:
             raise ValueError(f"{f.name} = {value!r}: must be at least {f.metadata['ge']:g}")
         if "gt" in f.metadata and not value > f.metadata["gt"]:
             raise ValueError(f"{f.name} = {value!r}: must be over {f.metadata['gt']:g}")
+        if "lt" in f.metadata and not value < f.metadata["lt"]:
+            raise ValueError(f"{f.name} = {value!r}: must be under {f.metadata['lt']:g}")

@@ -254,8 +254,11 @@ class Pipeline:
 
 def _keyed(config: RetrieverConfig) -> dict[str, Any]:
     """The retriever's settings under their names before issue 31 (teacher, not loss; the query-side knobs
-    at their defaults), so retrievers trained before still count as done."""
+    at their defaults; no dropout setting when it is the encoder's own), so retrievers trained before
+    still count as done."""
     settings = asdict(config)
+    if settings["dropout"] is None:
+        del settings["dropout"]
     teacher = {"distill": "reward", "contrastive": "llm"}[settings.pop("loss")]
     return {**settings, "teacher": teacher, "train_side": "both", "document_max_length": 256, "anchor_weight": 5.0}
 

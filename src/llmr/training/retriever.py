@@ -39,6 +39,9 @@ class RetrieverConfig:
     contrastive_weight: float = setting(0.2, "Weight of the in-batch InfoNCE term (loss distill).", ge=0)
     max_length: int = setting(256, "Token cap on queries and pool items.", ge=8)
     bf16: bool | None = setting(None, "bf16 autocast; default: where the CPU (AVX-512 BF16/AMX) or GPU has it.")
+    dropout: float | None = setting(
+        None, "Dropout while training (hidden and attention); default: the encoder's own (MiniLM: 0.1).", ge=0, lt=1
+    )
     seed: int = setting(42, "Seed of training.")
     # The authors' recipe: 3 hard negatives, none of a classification query's own task and label.
     groups: GroupConfig = setting(factory=lambda: GroupConfig(n_negatives=3, drop_same_label_negatives=True))
@@ -68,10 +71,12 @@ def train_retriever(
     passages: Mapping[str, Passage],
     out: Path | str,
     config: RetrieverConfig,
+    fast: bool = True,
     **fit_options: Any,
 ) -> Path:
     """Train on scored candidate lists (the teacher's, for LLM-R); save to `out`.
-    `fit_options` go to `fit` (save_steps, callbacks)."""
+    `fast=False` keeps sentence-transformers' defaults (sdpa attention, one padded batch per column), for
+    benchmarks/training_speed.py's side by side. `fit_options` go to `fit` (save_steps, callbacks)."""
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,
@@ -82,10 +87,19 @@ def train_retriever(
     from llmr.training.losses import DistillationLoss  # imports sentence-transformers (~10 s)
 
     dataset = retriever_dataset(candidates, passages, config)
-    model = SentenceTransformer(resolve_encoder(config.model))
+    dropout = (
+        {}
+        if config.dropout is None
+        else {"hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.dropout}
+    )
+    model = SentenceTransformer(
+        resolve_encoder(config.model), model_kwargs=training_attention() if fast else None, config_kwargs=dropout
+    )
     model.max_seq_length = config.max_length
     if config.loss == "distill":
-        loss = DistillationLoss(model, config.temperature, config.contrastive_weight, gather=world_size() > 1)
+        loss = DistillationLoss(
+            model, config.temperature, config.contrastive_weight, gather=world_size() > 1, sort_by_length=fast
+        )
     else:  # gather only under DDP: alone, sentence-transformers warns on every step
         loss = MultipleNegativesRankingLoss(
             model, scale=1.0 / config.temperature, gather_across_devices=world_size() > 1
@@ -100,6 +114,14 @@ def train_retriever(
         config,
         **fit_options,
     )
+
+
+def training_attention() -> dict[str, str]:
+    """Eager attention on CPU: for texts of ≤ 256 tokens its backward is ~3x faster than sdpa's flash kernel,
+    which took 37% of a step (benchmarks/RESULTS.md); sdpa on GPUs."""
+    import torch
+
+    return {"attn_implementation": "sdpa" if torch.cuda.is_available() else "eager"}
 
 
 def epr_config(config: RetrieverConfig) -> RetrieverConfig:
