@@ -88,9 +88,14 @@ def main() -> None:
     dtype = "bf16" if native_bf16 else "fp32"
     base = RetrieverConfig(epochs=1, batch_size=16, max_length=96, bf16=native_bf16)
     settings = {
-        f"max length 96, {dtype}, sentence-transformers' defaults (sdpa, a padded batch per column)": (base, False),
-        f"max length 96, {dtype}, eager attention, length-sorted chunks, fused AdamW": base,
-        "the same, no dropout": replace(base, dropout=0.0),
+        f"max length 96, {dtype}, before: sdpa, a padded batch per column, dropout 0.1": (
+            replace(base, dropout=None),
+            False,
+        ),
+        f"max length 96, {dtype}, eager attention, length-sorted chunks, fused AdamW, dropout 0.1": replace(
+            base, dropout=None
+        ),
+        "the same without dropout (the default: the study)": base,
         f"max length 64, {dtype}": replace(base, max_length=64),
         f"max length 128, {dtype}": replace(base, max_length=128),
         f"max length 256, {dtype} (the default)": replace(base, max_length=256),

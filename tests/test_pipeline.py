@@ -131,10 +131,11 @@ def test_renamed_retriever_settings_keep_the_stage_keys_they_had() -> None:
     from llmr.pipeline.runner import _keyed
     from llmr.training.retriever import RetrieverConfig, epr_config
 
-    config = RetrieverConfig()
+    config = RetrieverConfig(dropout=None)  # the encoder's own dropout, as before the setting
     assert config_hash(_keyed(config)) == "23b061a9e704a7c2"
     assert config_hash(_keyed(epr_config(config))) == "dd7a870bb63a4ac7"
-    assert config_hash(_keyed(RetrieverConfig(learning_rate=1e-4, max_length=96))) == "83d18f61271d6550"
+    assert config_hash(_keyed(RetrieverConfig(learning_rate=1e-4, max_length=96, dropout=None))) == "83d18f61271d6550"
+    assert config_hash(_keyed(RetrieverConfig())) != "23b061a9e704a7c2"  # no dropout: another recipe, retrained
 
 
 def test_settings_out_of_bounds_fail_when_built_directly() -> None:
