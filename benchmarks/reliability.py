@@ -374,15 +374,16 @@ def kill_while_working(
 
 
 def code_version() -> str:
-    """The checkout's commit and a hash of its uncommitted changes under src/: a resumed run on other code
-    than its clean run's (a shared, moving working tree) may differ for that reason alone."""
+    """src/'s committed tree and a hash of its uncommitted changes: a resumed run on other code than its clean
+    run's (a shared, moving working tree) may differ for that reason alone. (Not the commit: a commit of
+    documentation alone is the same code.)"""
     root = Path(__file__).parents[1]
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True).stdout
 
     diff = hashlib.sha256(git("diff", "HEAD", "--", "src").encode()).hexdigest()[:12]
-    return f"{git('rev-parse', 'HEAD').strip()[:12]}+{diff}"
+    return f"{git('rev-parse', 'HEAD:src').strip()[:12]}+{diff}"
 
 
 def same_files(names: list[str], run: Path, clean: Path) -> dict[str, bool]:
