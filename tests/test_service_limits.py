@@ -353,6 +353,7 @@ def test_past_the_bound_work_is_shed_at_once_with_retry_after_and_admitted_again
         (["--max-k", "0"], "Invalid value for '--max-k': Input should be greater than or equal to 1"),
         (["--max-queries", "0"], "Invalid value for '--max-queries'"),
         (["--max-pool-size", "-5"], "Invalid value for '--max-pool-size'"),
+        (["--query-max-length", "2"], "Invalid value for '--query-max-length'"),
         (["--max-concurrent-requests", "0"], "Invalid value for '--max-concurrent-requests': Input should be grea"),
         (["--max-concurrent-requests", "many"], "Invalid value for '--max-concurrent-requests'"),
         (["--log-level", "loud"], "Invalid value for --log-level: expected debug, info, warning or error"),

@@ -43,7 +43,9 @@ def serve(
     runtime: str = typer.Option(
         "auto", help=RUNTIME_HELP + " auto: openvino, else onnx, else torch (what is installed)."
     ),
-    query_max_length: int = typer.Option(None, help="Cap a query's tokens (onnx/openvino runtimes): the long tail."),
+    query_max_length: int = typer.Option(
+        None, min=8, help="Cap a query's tokens (onnx/openvino runtimes): the long tail."
+    ),
     max_k: int = typer.Option(64, min=1, help="Largest k a request may ask for."),
     max_queries: int = typer.Option(256, min=1, help="Most queries in one request."),
     max_pool_size: int = typer.Option(200_000, min=1, help="Additions past this many passages (per pool) get 507."),

@@ -23,7 +23,7 @@ RATES = {  # units per second (2 cores with AVX-512 BF16; the study's stage timi
     "score": 4.2,  # LLM pairs (Gemma-3-270M)
     "reward": 25.0,  # cross-encoder pairs trained (groups x epochs)
     "teacher": 128.0,  # cross-encoder pairs scored
-    "retriever": 7.0,  # candidate lists trained (per epoch)
+    "retriever": 20.0,  # candidate lists trained (per epoch): 0.75 s a step of 16 (benchmarks/training_speed.py)
 }
 CONFIRM_ABOVE_S = 3600  # a longer run is shown and confirmed (or --yes) before it starts
 
