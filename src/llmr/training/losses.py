@@ -39,9 +39,9 @@ class DistillationLoss(nn.Module):
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         sentence_features = list(sentence_features)
-        embeddings = (self.sort_by_length and embed_sorted(self.model, sentence_features)) or embed_columns(
-            self.model, sentence_features
-        )
+        embeddings = embed_sorted(self.model, sentence_features) if self.sort_by_length else None
+        if embeddings is None:
+            embeddings = embed_columns(self.model, sentence_features)
         query, docs = embeddings[0], torch.stack(embeddings[1:], dim=1)  # (B, D), (B, G, D)
         student = torch.einsum("bd,bgd->bg", F.normalize(query, dim=-1), F.normalize(docs, dim=-1))
         kl = F.kl_div(

@@ -121,8 +121,8 @@ def train_retriever(
 
 
 def training_attention() -> dict[str, str]:
-    """Eager attention on CPU: for texts of ≤ 256 tokens its backward is ~3x faster than sdpa's flash kernel,
-    which took 37% of a step (benchmarks/RESULTS.md); sdpa on GPUs."""
+    """Eager attention on CPU: sdpa's CPU flash-attention backward took 37% of a training step on the study's
+    texts (≤ 96 tokens), eager a fraction of it (benchmarks/RESULTS.md); sdpa on GPUs."""
     import torch
 
     return {"attn_implementation": "sdpa" if torch.cuda.is_available() else "eager"}
