@@ -86,7 +86,9 @@ def percentiles(ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int], runtimes: list[str]) -> list[dict]:
+def bench_select(
+    sizes: list[int], real_max: int, n_queries: int, ef: list[int], runtimes: list[str], model: str
+) -> list[dict]:
     import faiss
 
     from llmr.base.encoders import Encoder
@@ -95,12 +97,12 @@ def bench_select(sizes: list[int], real_max: int, n_queries: int, ef: list[int],
 
     pool, queries = real_texts(min(max(sizes), real_max))
     queries = queries[:n_queries]
-    selector = Selector.load("all-minilm-l6-v2", pool)
+    selector = Selector.load(model, pool)
     base = selector.index.vectors(range(len(selector.index)))
     encode_ms: dict[str, list[float]] = {}
     for entry in runtimes:
         runtime, cap = runtime_and_cap(entry)
-        encoder = Encoder("all-minilm-l6-v2", runtime=runtime, query_max_length=cap)  # type: ignore[arg-type]
+        encoder = Encoder(model, runtime=runtime, query_max_length=cap)  # type: ignore[arg-type]
         encoder.encode_queries(queries[:5])  # warm-up
         encode_ms[entry] = []
         for q in queries:  # one at a time, as requests arrive
@@ -324,6 +326,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="Select latency: pool sizes ('' skips).")
     parser.add_argument("--real-max", type=int, default=10_000, help="Pools up to this size use real texts.")
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument(
+        "--model", default="all-minilm-l6-v2", help="Select latency: the encoder (e.g. a trained retriever folder)."
+    )
     parser.add_argument("--ef", default="32,64,128", help="HNSW efSearch values to compare.")
     parser.add_argument(
         "--runtimes",
@@ -357,7 +362,8 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}, cores: {os.cpu_count()}, k = {K}\n")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if sizes:
-        rows = bench_select(sizes, args.real_max, args.queries, [int(e) for e in args.ef.split(",")], runtimes)
+        ef = [int(e) for e in args.ef.split(",")]
+        rows = bench_select(sizes, args.real_max, args.queries, ef, runtimes, args.model)
         enc = rows.pop()
         for r, (p50, p99) in enc.items():
             print(f"query encoding alone ({r}, one query): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
